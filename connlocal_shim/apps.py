@@ -1,0 +1,13 @@
+"""The AppConfig of connlocal_shim (Django 1.7+): ready() installs the backport, which on
+these Djangos finds everything native and patches nothing."""
+from django.apps import AppConfig
+
+
+class ConnlocalShimConfig(AppConfig):
+    name = "connlocal_shim"
+    verbose_name = "connlocal-shim"
+
+    def ready(self):
+        from connlocal_shim.backport import install
+
+        install()

@@ -1,0 +1,72 @@
+"""The thread-local connections handler of the backport (Django 1.4's, ticket #17258).
+
+Before Django 1.4, ``django.db.connections`` kept one DatabaseWrapper per alias in a dict shared
+by every thread. The backport gives the handler a :class:`ThreadConnections` storage, so each
+thread has its own wrappers, and per-thread ``connections[alias] = wrapper`` and
+``del connections[alias]``. Only ``django.db.connections`` itself gets the new class (its
+``__class__`` is swapped to a subclass), so other ConnectionHandler objects are untouched.
+"""
+import threading
+
+from connlocal_shim.compat import string_types
+
+
+class ThreadConnections(threading.local):
+    """Each thread's own ``{alias: DatabaseWrapper}``, in ``.wrappers``."""
+
+    def __init__(self):
+        self.wrappers = {}
+
+
+def thread_local_handler_class(handler_class, storage, open_wrapper, unwrap):
+    """A subclass of Django's ConnectionHandler whose connections live in ``storage``.
+
+    ``open_wrapper(handler, alias)`` creates the current thread's wrapper on first use;
+    ``unwrap(value)`` turns a redirected legacy reference into the wrapper it stands for, or
+    returns None for anything that is not a DatabaseWrapper.
+    """
+
+    class ThreadLocalConnectionHandler(handler_class):
+        """django.db.connections with per-thread wrappers (connlocal_shim's backport of #17258).
+
+        ``connections['default']`` is the current thread's wrapper; assigning or deleting an
+        alias affects the current thread only::
+
+            connections["default"] = connections["master"]   # this thread only
+            del connections["default"]                        # back to settings, this thread
+        """
+
+        def __getitem__(self, alias):
+            # The hot path of every query: one thread-local attribute and one dict lookup.
+            try:
+                return storage.wrappers[alias]
+            except KeyError:
+                return open_wrapper(self, alias)
+
+        def __setitem__(self, alias, wrapper):
+            if not isinstance(alias, string_types):
+                raise TypeError(
+                    "connlocal_shim: connection aliases are strings, not %s" % type(alias).__name__
+                )
+            target = unwrap(wrapper)
+            if target is None:
+                raise TypeError(
+                    "connlocal_shim: connections[%r] can only be set to a DatabaseWrapper "
+                    "(such as connections['other']), not %s" % (alias, type(wrapper).__name__)
+                )
+            storage.wrappers[alias] = target
+
+        def __delitem__(self, alias):
+            wrappers = storage.wrappers
+            if alias in wrappers:
+                del wrappers[alias]
+            elif alias not in self.databases:
+                from django.db.utils import ConnectionDoesNotExist
+
+                raise ConnectionDoesNotExist(
+                    "connlocal_shim: cannot delete connections[%r]: no such alias in DATABASES "
+                    "(known: %s)" % (alias, ", ".join(sorted(self.databases)))
+                )
+
+    ThreadLocalConnectionHandler.__module__ = __name__
+    return ThreadLocalConnectionHandler

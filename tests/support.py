@@ -1,0 +1,153 @@
+"""Shared by the test modules: the test settings, threads that report back, subprocesses.
+
+The suite configures Django itself (pytest-django does not reach Django 1.2), with real sqlite
+databases: files in a temporary directory, and one in memory.
+"""
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+
+try:  # Python 2
+    from thread import get_ident
+except ImportError:  # Python 3
+    from threading import get_ident
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def database_settings(directory):
+    def sqlite(name):
+        return {
+            "ENGINE": "django.db.backends.sqlite3",
+            "NAME": os.path.join(directory, name),
+            # Several threads write to one file in the concurrency tests.
+            "OPTIONS": {"timeout": 60},
+        }
+
+    thirdparty = sqlite("thirdparty.sqlite3")
+    thirdparty["ENGINE"] = "thirdparty_backend"
+    return {
+        "default": sqlite("default.sqlite3"),
+        "other": sqlite("other.sqlite3"),
+        "memory": {"ENGINE": "django.db.backends.sqlite3", "NAME": ":memory:"},
+        "thirdparty": thirdparty,
+    }
+
+
+def configure(directory=None, installed_apps=("connlocal_shim",)):
+    """settings.configure() for the tests, then start Django the way a site starts it."""
+    from django.conf import settings
+
+    directory = directory or tempfile.mkdtemp(prefix="connlocal-shim-tests-")
+    settings.configure(
+        DEBUG=False,
+        DATABASES=database_settings(directory),
+        INSTALLED_APPS=list(installed_apps),
+        SECRET_KEY="connlocal-shim-tests",
+        USE_TZ=False,
+        MIDDLEWARE_CLASSES=(),
+        ROOT_URLCONF="urls_empty",
+    )
+    return directory
+
+
+def start_django():
+    """What a site's startup does with INSTALLED_APPS: django.setup() on Django 1.7+, the app
+    cache loading every app's models module before."""
+    import django
+
+    if hasattr(django, "setup"):
+        django.setup()
+    else:
+        from django.db.models.loading import get_apps
+
+        get_apps()
+
+
+def original_features():
+    """The features record taken before install (after install, Django looks native)."""
+    import connlocal_shim
+    from connlocal_shim.features import detect
+
+    if connlocal_shim.is_installed():
+        return connlocal_shim.backport._installation.features
+    return detect()
+
+
+class ThreadResult(object):
+    """Runs ``func`` in a real thread; ``result()`` joins it and re-raises what it raised."""
+
+    def __init__(self, func, *args, **kwargs):
+        self.value = self.error = None
+        self.thread = threading.Thread(target=self._run, args=(func, args, kwargs))
+        self.thread.daemon = True
+        self.thread.start()
+
+    def _run(self, func, args, kwargs):
+        try:
+            self.value = func(*args, **kwargs)
+        except BaseException as error:  # handed to the test thread by result()
+            self.error = error
+
+    def result(self, timeout=60):
+        self.thread.join(timeout)
+        assert not self.thread.is_alive(), "thread did not finish in %ss" % timeout
+        if self.error is not None:
+            raise self.error
+        return self.value
+
+
+def in_thread(func, *args, **kwargs):
+    """Run ``func`` in a new real thread and return what it returned (or raise what it raised)."""
+    return ThreadResult(func, *args, **kwargs).result()
+
+
+def run_python(code, expect_ok=True):
+    """Run ``code`` in a fresh interpreter (as a site's process starts) and return its stdout.
+
+    The code can import ``support`` to configure Django; it runs with the tests directory on
+    sys.path and the installed connlocal_shim.
+    """
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([HERE] + [p for p in [env.get("PYTHONPATH")] if p])
+    process = subprocess.Popen(
+        [sys.executable, "-c", code],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+        cwd=HERE,
+    )
+    out, err = process.communicate()
+    out, err = out.decode("utf-8", "replace"), err.decode("utf-8", "replace")
+    if expect_ok:
+        assert process.returncode == 0, "subprocess failed:\n%s\n%s" % (out, err)
+    return out, err, process.returncode
+
+
+def commit(alias="default"):
+    """Commit what the current thread wrote through ``alias``, on any Django: before Django 1.6
+    writes outside a managed transaction are committed by commit_unless_managed(), since 1.6
+    connections are in autocommit mode."""
+    from django.db import connections, transaction
+
+    wrapper = connections[alias]
+    if getattr(wrapper, "get_autocommit", None) is not None and wrapper.get_autocommit():
+        return
+    transaction.commit_unless_managed(using=alias)
+
+
+def execute(sql, params=(), alias="default", fetch=False):
+    from django.db import connections
+
+    cursor = connections[alias].cursor()
+    cursor.execute(sql, params)
+    return cursor.fetchall() if fetch else None
+
+
+def query(wrapper, sql, params=()):
+    """Run ``sql`` through ``wrapper`` (any DatabaseWrapper) and return all rows as tuples."""
+    cursor = wrapper.cursor()
+    cursor.execute(sql, params)
+    return [tuple(row) for row in cursor.fetchall()]

@@ -1,0 +1,161 @@
+"""django.db.connections is thread-local, and an alias can be re-pointed for one thread only
+(handler.py; native since Django 1.4, ticket #17258)."""
+import pytest
+
+import support
+from support import ThreadResult, in_thread
+
+FEATURES = support.original_features()
+BACKPORTED = FEATURES.thread_local_handler == "missing"
+requires_backport = pytest.mark.skipif(
+    not BACKPORTED, reason="handler already thread-local: Django's own handler, nothing backported"
+)
+
+
+def connections():
+    from django.db import connections
+
+    return connections
+
+
+def test_each_thread_gets_its_own_wrapper_per_alias():
+    handler = connections()
+    mine = dict((alias, handler[alias]) for alias in ("default", "other", "memory"))
+    theirs = in_thread(lambda: dict((alias, handler[alias]) for alias in mine))
+    for alias in mine:
+        assert handler[alias] is mine[alias], "a thread must keep its own wrapper"
+        assert theirs[alias] is not mine[alias]
+        assert theirs[alias].alias == alias
+    assert len(set(id(w) for w in list(mine.values()) + list(theirs.values()))) == 6
+
+
+def test_assigning_an_alias_repoints_it_for_the_calling_thread_only():
+    handler = connections()
+    support.execute("CREATE TABLE IF NOT EXISTS only_in_other (x INTEGER)", alias="other")
+    support.commit("other")
+    main_default = handler["default"]
+
+    def repoint():
+        handler["default"] = handler["other"]
+        tables = support.execute(
+            "SELECT name FROM sqlite_master WHERE name = 'only_in_other'", fetch=True
+        )
+        return handler["default"].alias, tables
+
+    alias, tables = in_thread(repoint)
+    assert alias == "other"
+    assert tables == [("only_in_other",)], "queries through 'default' must reach 'other'"
+    assert handler["default"] is main_default
+    assert support.execute(
+        "SELECT name FROM sqlite_master WHERE name = 'only_in_other'", fetch=True
+    ) == []
+
+
+@pytest.mark.skipif(
+    FEATURES.handler_delitem == "unavailable",
+    reason="the native thread-local handler has no __delitem__ (added with Django 3.2's "
+    "BaseConnectionHandler; connlocal_shim adds it only with the backport)",
+)
+def test_deleting_an_alias_affects_the_calling_thread_only():
+    handler = connections()
+    main_other = handler["other"]
+
+    def repoint_then_delete():
+        handler["other"] = handler["default"]
+        del handler["other"]
+        fresh = handler["other"]
+        return fresh, fresh.alias, fresh is handler["other"]
+
+    fresh, alias, stable = in_thread(repoint_then_delete)
+    assert alias == "other" and stable
+    assert fresh is not main_other
+    assert handler["other"] is main_other
+
+
+@requires_backport
+def test_deleting_an_alias_not_opened_in_this_thread_is_harmless():
+    handler = connections()
+    in_thread(lambda: handler.__delitem__("memory"))
+    assert handler["memory"].alias == "memory"
+
+
+@requires_backport
+def test_deleting_an_unknown_alias_names_it_and_changes_nothing():
+    from django.db.utils import ConnectionDoesNotExist
+
+    handler = connections()
+    before = dict(handler._connections.wrappers)
+    with pytest.raises(ConnectionDoesNotExist) as raised:
+        del handler["replica"]
+    assert "'replica'" in str(raised.value) and "default" in str(raised.value)
+    assert handler._connections.wrappers == before
+
+
+@requires_backport
+@pytest.mark.parametrize("value", [None, "other", 42, object()])
+def test_assigning_something_else_than_a_wrapper_is_refused(value):
+    handler = connections()
+    before = handler["default"]
+    with pytest.raises(TypeError) as raised:
+        handler["default"] = value
+    assert "DatabaseWrapper" in str(raised.value)
+    assert handler["default"] is before
+
+
+@requires_backport
+def test_assigning_with_a_non_string_alias_is_refused():
+    handler = connections()
+    before = dict(handler._connections.wrappers)
+    with pytest.raises(TypeError) as raised:
+        handler[1] = handler["default"]
+    assert "aliases are strings" in str(raised.value)
+    assert handler._connections.wrappers == before
+
+
+@requires_backport
+def test_assigning_a_captured_reference_stores_the_wrapper_it_stands_for():
+    from django.db import connection
+
+    handler = connections()
+
+    def assign():
+        handler["other"] = connection  # the legacy reference, not a wrapper of its own
+        return handler["other"] is handler["default"], handler["other"].alias
+
+    assert in_thread(assign) == (True, "default")
+
+
+def test_many_threads_query_concurrently_without_sharing_state():
+    """8 threads, 300 queries each, through connections[...] and django.db.connection."""
+    from django.db import connection
+
+    handler = connections()
+    support.execute("CREATE TABLE IF NOT EXISTS concurrency (thread INTEGER, n INTEGER)")
+    support.execute("DELETE FROM concurrency")
+    support.commit()
+    threads, rows = 8, 150
+
+    def work(index):
+        own = handler["default"]
+        seen = set()
+        for n in range(rows):
+            cursor = (connection if n % 2 else handler["default"]).cursor()
+            cursor.execute("INSERT INTO concurrency VALUES (%s, %s)", [index, n])
+            support.commit()
+            seen.add(id(handler["default"]))
+            cursor = connection.cursor()
+            cursor.execute("SELECT COUNT(*) FROM concurrency WHERE thread = %s", [index])
+            assert cursor.fetchone()[0] == n + 1
+        return own, seen, connection.alias
+
+    workers = [ThreadResult(work, index) for index in range(threads)]
+    results = [worker.result(timeout=300) for worker in workers]
+    # The wrappers are kept alive in `results`, so their ids cannot have been reused.
+    own_ids = [id(own) for own, _, _ in results]
+    assert len(set(own_ids)) == threads, "each thread must have had its own wrapper"
+    for own, seen, alias in results:
+        assert seen == set([id(own)]) and alias == "default"
+    counts = support.execute(
+        "SELECT thread, COUNT(*) FROM concurrency GROUP BY thread ORDER BY thread", fetch=True
+    )
+    assert counts == [(index, rows) for index in range(threads)]

@@ -1,0 +1,286 @@
+"""DatabaseWrapper classes without threading.local, Django 1.4's thread sharing, and the
+references captured before install acting as the current thread's wrapper (wrappers.py)."""
+import copy
+import pickle
+import sys
+import threading
+import types
+import warnings
+
+import pytest
+
+import support
+from support import ThreadResult, in_thread
+
+FEATURES = support.original_features()
+BACKPORTED = FEATURES.wrappers_without_local == "missing"
+requires_backport = pytest.mark.skipif(
+    not BACKPORTED,
+    reason="wrappers already without threading.local: Django's own classes, nothing rebuilt",
+)
+THREAD_MESSAGE = (
+    "DatabaseWrapper objects created in a thread can only be used in that same thread. "
+    "The object with alias '%s' was created in thread id %s and this is thread id %s."
+)
+
+
+def connections():
+    from django.db import connections
+
+    return connections
+
+
+def base_wrapper_class():
+    from connlocal_shim.features import _find_base_wrapper
+
+    return _find_base_wrapper()
+
+
+def share(wrapper):
+    """Allow other threads to use ``wrapper``: an attribute up to Django 2.1, a counter since."""
+    if hasattr(wrapper, "inc_thread_sharing"):
+        wrapper.inc_thread_sharing()
+    else:
+        wrapper.allow_thread_sharing = True
+
+
+def unshare(wrapper):
+    if hasattr(wrapper, "dec_thread_sharing"):
+        wrapper.dec_thread_sharing()
+    else:
+        wrapper.allow_thread_sharing = False
+
+
+# -- no threading.local -------------------------------------------------------------------------
+
+def loaded_wrapper_classes():
+    found, pending = [], [base_wrapper_class()]
+    while pending:
+        cls = pending.pop()
+        if cls not in found:
+            found.append(cls)
+            pending.extend(type.__subclasses__(cls))
+    return found
+
+
+def test_no_wrapper_class_derives_from_threading_local():
+    handler = connections()
+    for alias in handler:
+        assert threading.local not in type(handler[alias]).__mro__, alias
+    classes = loaded_wrapper_classes()
+    names = set(cls.__module__ for cls in classes)
+    assert "thirdparty_backend.base" in names and "django.db.backends.sqlite3.base" in names
+    for cls in classes:
+        assert threading.local not in cls.__mro__, cls
+
+
+def test_a_wrapper_has_one_state_for_all_threads():
+    wrapper = connections()["default"]
+    wrapper.shared_marker = object()
+    try:
+        assert in_thread(lambda: wrapper.shared_marker) is wrapper.shared_marker
+        in_thread(setattr, wrapper, "shared_marker", "set elsewhere")
+        assert wrapper.shared_marker == "set elsewhere"
+    finally:
+        del wrapper.shared_marker
+
+
+def test_super_and_base_class_calls_work_in_rebuilt_classes():
+    """thirdparty close() -> super() -> sqlite close() -> BaseDatabaseWrapper.close(self)."""
+    wrapper = connections()["thirdparty"]
+    wrapper.cursor().execute("SELECT 1")
+    assert wrapper.connection is not None
+    before = wrapper.closes
+    wrapper.close()
+    assert wrapper.closes == before + 1
+    assert wrapper.connection is None
+
+
+@requires_backport
+def test_a_class_reached_through_an_old_reference_is_rebuilt_on_first_use():
+    import connlocal_shim
+    from django.db.backends.sqlite3 import base as sqlite_base
+
+    old_sqlite = connlocal_shim.get_original(sqlite_base, "DatabaseWrapper")
+    assert threading.local in old_sqlite.__mro__
+    package = types.ModuleType("late_backend")
+    module = types.ModuleType("late_backend.base")
+    module.DatabaseWrapper = type("DatabaseWrapper", (old_sqlite,), {"__module__": module.__name__})
+    package.base = module
+    sys.modules["late_backend"], sys.modules["late_backend.base"] = package, module
+    handler = connections()
+    handler.databases["late"] = dict(handler.databases["memory"], ENGINE="late_backend")
+    try:
+        wrapper = handler["late"]
+        assert threading.local not in type(wrapper).__mro__
+        assert module.DatabaseWrapper is type(wrapper)
+        assert support.query(wrapper, "SELECT 1") == [(1,)]
+        assert in_thread(lambda: handler["late"]) is not wrapper
+    finally:
+        del handler["late"]
+        del handler.databases["late"]
+        del sys.modules["late_backend"], sys.modules["late_backend.base"]
+
+
+# -- thread sharing ------------------------------------------------------------------------------
+
+def guarded_methods():
+    if FEATURES.thread_sharing == "missing":
+        return FEATURES.targets.guarded_methods
+    return ("cursor", "close", "commit", "rollback")
+
+
+@pytest.mark.parametrize("name", guarded_methods())
+def test_an_unshared_wrapper_refuses_other_threads(name):
+    from django.db.utils import DatabaseError
+
+    wrapper = connections()["default"]
+    method = getattr(wrapper, name)
+    args = ("s1_x1",) if name.endswith(("savepoint_commit", "savepoint_rollback")) else ()
+    with pytest.raises(DatabaseError) as raised:
+        in_thread(method, *args)
+    message = str(raised.value)
+    assert message.startswith(THREAD_MESSAGE.split(" The object")[0])
+    assert "alias 'default'" in message
+    assert "created in thread id %s " % support.get_ident() in message
+
+
+def test_a_wrapper_defaults_to_unshared_and_its_owner_may_use_it():
+    wrapper = connections()["default"]
+    assert not wrapper.allow_thread_sharing
+    wrapper.validate_thread_sharing()
+    assert wrapper.cursor() is not None
+
+
+def test_a_shared_wrapper_serves_an_in_memory_database_to_another_thread():
+    wrapper = connections()["memory"]
+    cursor = wrapper.cursor()
+    cursor.execute("CREATE TABLE IF NOT EXISTS shared_rows (x INTEGER)")
+    cursor.execute("DELETE FROM shared_rows")
+    cursor.execute("INSERT INTO shared_rows VALUES (7)")
+    share(wrapper)
+    try:
+        assert wrapper.allow_thread_sharing
+        assert in_thread(support.query, wrapper, "SELECT x FROM shared_rows") == [(7,)]
+
+        def through_routing():
+            connections()["default"] = wrapper
+            return support.execute("SELECT COUNT(*) FROM shared_rows", fetch=True)
+
+        assert in_thread(through_routing) == [(1,)]
+    finally:
+        unshare(wrapper)
+
+
+def test_sqlite_ignores_check_same_thread_true_with_a_warning():
+    wrapper = connections()["memory"]
+    settings_dict = dict(wrapper.settings_dict)
+    settings_dict["OPTIONS"] = {"check_same_thread": True}
+    other = type(wrapper)(settings_dict, "memory")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        other.cursor()
+    try:
+        assert any("check_same_thread" in str(w.message) for w in caught)
+        share(other)
+        assert in_thread(support.query, other, "SELECT 2") == [(2,)]
+    finally:
+        unshare(other)
+        other.connection.close()
+
+
+@pytest.mark.skipif(
+    FEATURES.sharing_api == "counter",
+    reason="thread sharing is a counter (inc_thread_sharing()), not an __init__ argument",
+)
+def test_allow_thread_sharing_can_be_given_when_creating_a_wrapper():
+    wrapper = connections()["memory"]
+    shared = type(wrapper)(wrapper.settings_dict, "memory", allow_thread_sharing=True)
+    positional = type(wrapper)(wrapper.settings_dict, "memory", True)
+    assert shared.allow_thread_sharing and positional.allow_thread_sharing
+    assert in_thread(support.query, shared, "SELECT 3") == [(3,)]
+    shared.connection.close()
+
+
+# -- references captured before install ----------------------------------------------------------
+
+CAPTURING_MODULES = ("django.db", "django.db.models", "django.db.models.fields",
+                     "django.test.testcases", "legacy_module")
+
+
+def captured_references():
+    import django.test.testcases  # noqa: F401 (imported as a site's tests would)
+
+    found = []
+    for name in CAPTURING_MODULES:
+        __import__(name)
+        reference = getattr(sys.modules[name], "connection", None)
+        if reference is not None:
+            found.append((name, reference))
+    return found
+
+
+@pytest.mark.parametrize("module_name", CAPTURING_MODULES)
+def test_captured_connection_acts_as_the_current_threads_default(module_name):
+    references = dict(captured_references())
+    if module_name not in references:
+        pytest.skip("%s does not bind django.db.connection on this Django" % module_name)
+    reference = references[module_name]
+    handler = connections()
+    marker = object()
+    reference.per_thread_marker = marker
+    try:
+        assert handler["default"].per_thread_marker is marker
+
+        def in_worker():
+            seen = getattr(handler["default"], "per_thread_marker", None)
+            handler["default"] = handler["other"]
+            return seen, reference.alias, reference.settings_dict["NAME"]
+
+        seen, alias, name = in_thread(in_worker)
+        assert seen is None, "another thread must not see this thread's wrapper"
+        assert alias == "other" and name == handler["other"].settings_dict["NAME"]
+        assert reference.alias == "default"
+    finally:
+        del handler["default"].per_thread_marker
+
+
+def test_legacy_module_follows_the_thread():
+    import legacy_module
+
+    def repointed():
+        connections()["default"] = connections()["memory"]
+        return legacy_module.current_alias()
+
+    assert in_thread(repointed) == "memory"
+    assert legacy_module.current_alias() == "default"
+
+
+@requires_backport
+def test_captured_reference_is_transparent():
+    from django.db import connection
+
+    handler = connections()
+    wrapper = handler["default"]
+    base = base_wrapper_class()
+    assert isinstance(connection, type(wrapper)) and isinstance(connection, base)
+    assert repr(connection) == repr(wrapper)
+    assert connection == wrapper and not (connection != wrapper)
+    assert "cursor" in dir(connection) and set(dir(connection)) == set(dir(wrapper))
+    assert connection.__class__ is type(wrapper)
+    for attempt in (pickle.dumps, copy.copy, copy.deepcopy):
+        with pytest.raises(TypeError) as raised:
+            attempt(connection)
+        assert "cannot be pickled or copied" in str(raised.value)
+
+
+@requires_backport
+def test_captured_reference_writes_reach_the_current_threads_wrapper():
+    from django.db import connection
+
+    def write():
+        connection.written_here = True
+        return connections()["default"].written_here
+
+    assert in_thread(write) is True
+    assert not hasattr(connections()["default"], "written_here")

@@ -1,0 +1,2 @@
+"""An empty URLconf for the tests' settings (ROOT_URLCONF)."""
+urlpatterns = []
