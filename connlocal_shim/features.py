@@ -211,7 +211,8 @@ def detect():
             features.targets.guarded_methods = guarded
 
     # django.db.connection: the default wrapper itself before Django 1.4, a proxy since.
-    if base_wrapper is not None and isinstance(default_ref, base_wrapper):
+    # type(), not isinstance(): a redirected reference forwards __class__ to the wrapper.
+    if base_wrapper is not None and issubclass(type(default_ref), base_wrapper):
         features.connection_proxy = MISSING
     elif default_ref is not None:
         features.connection_proxy = NATIVE

@@ -48,7 +48,7 @@ def configure(directory=None, installed_apps=("connlocal_shim",)):
         SECRET_KEY="connlocal-shim-tests",
         USE_TZ=False,
         MIDDLEWARE_CLASSES=(),
-        ROOT_URLCONF="urls_empty",
+        ROOT_URLCONF="site_urls",
     )
     return directory
 

@@ -153,11 +153,12 @@ def test_a_wrapper_defaults_to_unshared_and_its_owner_may_use_it():
 
 
 def test_a_shared_wrapper_serves_an_in_memory_database_to_another_thread():
-    wrapper = connections()["memory"]
-    cursor = wrapper.cursor()
-    cursor.execute("CREATE TABLE IF NOT EXISTS shared_rows (x INTEGER)")
-    cursor.execute("DELETE FROM shared_rows")
-    cursor.execute("INSERT INTO shared_rows VALUES (7)")
+    # A wrapper of its own: a sqlite connection opened before install (as the suite's
+    # uninstall/install cycles leave 'memory') keeps Python's same-thread check.
+    memory = connections()["memory"]
+    wrapper = type(memory)(memory.settings_dict, "memory")
+    support.query(wrapper, "CREATE TABLE shared_rows (x INTEGER)")
+    support.query(wrapper, "INSERT INTO shared_rows VALUES (7)")
     share(wrapper)
     try:
         assert wrapper.allow_thread_sharing
@@ -167,9 +168,10 @@ def test_a_shared_wrapper_serves_an_in_memory_database_to_another_thread():
             connections()["default"] = wrapper
             return support.execute("SELECT COUNT(*) FROM shared_rows", fetch=True)
 
-        assert in_thread(through_routing) == [(1,)]
+        assert [tuple(row) for row in in_thread(through_routing)] == [(1,)]
     finally:
         unshare(wrapper)
+        wrapper.connection.close()
 
 
 def test_sqlite_ignores_check_same_thread_true_with_a_warning():

@@ -1,0 +1,311 @@
+"""install() / uninstall(): idempotent, exact, never half-patched, and nothing lost by
+installing late (backport.py)."""
+import logging
+import sys
+import threading
+import warnings
+
+import pytest
+
+import connlocal_shim
+import support
+from support import in_thread
+
+FEATURES = support.original_features()
+BACKPORTED = FEATURES.needs_backport
+requires_backport = pytest.mark.skipif(
+    not BACKPORTED,
+    reason="handler already thread-local: install() patches nothing, so there is no state to move",
+)
+
+
+def connections():
+    from django.db import connections
+
+    return connections
+
+
+@pytest.fixture
+def reinstall():
+    """Leave the suite installed, whatever the test did."""
+    yield
+    connlocal_shim.install()
+
+
+def snapshot():
+    """Every global of every Django and test module, the handler's and the wrappers' classes and
+    dicts, and the connection_created receivers: what install may change."""
+    import django.db
+    from django.db.backends.signals import connection_created
+
+    from test_wrappers import loaded_wrapper_classes
+
+    state = {}
+    for name, module in list(sys.modules.items()):
+        if module is None or not (name.startswith("django") or name in ("legacy_module",)):
+            continue
+        for key, value in list(vars(module).items()):
+            state[("global", name, key)] = value
+    handler = django.db.connections
+    state[("handler class",)] = type(handler)
+    for key, value in vars(handler).items():
+        state[("handler", key)] = value
+    state[("connection class",)] = type(django.db.connection)
+    for cls in loaded_wrapper_classes():
+        for key, value in vars(cls).items():
+            state[("class", cls.__module__, cls.__name__, id(cls), key)] = value
+    state[("receivers",)] = tuple(connection_created.receivers)
+    return state
+
+
+def differences(before, after):
+    changed = []
+    for key, value in before.items():
+        if key not in after:
+            changed.append(("gone", key))
+        elif key == ("receivers",):
+            if after[key] != value:
+                changed.append(("changed", key))
+        elif after[key] is not value:
+            changed.append(("changed", key))
+    return changed
+
+
+def test_install_is_idempotent_and_thread_safe():
+    installation = connlocal_shim.backport._installation
+    patches = len(installation.registry)
+    start = threading.Event()
+
+    def install_when_told():
+        start.wait(30)
+        connlocal_shim.install()
+
+    threads = [threading.Thread(target=install_when_told) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    start.set()
+    for thread in threads:
+        thread.join(60)
+    connlocal_shim.install()
+    assert connlocal_shim.backport._installation is installation
+    assert len(installation.registry) == patches
+
+
+def test_uninstall_restores_every_patched_object_exactly(reinstall):
+    connlocal_shim.uninstall()
+    assert not connlocal_shim.is_installed()
+    before = snapshot()
+    connlocal_shim.install()
+    installed = snapshot()
+    if BACKPORTED:
+        assert differences(before, installed), "install() changed nothing on a Django without #17258"
+    else:
+        assert differences(before, installed) == [], "install() must patch nothing here"
+    connlocal_shim.uninstall()
+    assert differences(before, snapshot()) == []
+
+
+@requires_backport
+def test_uninstall_leaves_alone_what_someone_else_replaced(reinstall):
+    import django.db
+
+    handler = django.db.connections
+    installed_class = type(handler)
+    theirs = type("TheirHandler", (installed_class,), {})
+    handler.__class__ = theirs
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        connlocal_shim.uninstall()
+    try:
+        assert type(handler) is theirs
+        messages = [str(w.message) for w in caught if w.category is connlocal_shim.ConnlocalShimWarning]
+        assert any("django.db.connections" in m and "left as it is" in m for m in messages)
+    finally:
+        handler.__class__ = connlocal_shim.backport.get_original(handler, "__class__") \
+            if connlocal_shim.is_installed() else FEATURES.targets.handler_class
+
+
+@requires_backport
+def test_installing_late_keeps_the_threads_open_connection_and_transaction(reinstall):
+    from django.db import transaction
+
+    connlocal_shim.uninstall()
+    old = connections()["memory"]
+    support.query(old, "CREATE TABLE IF NOT EXISTS late (x INTEGER)")
+    support.query(old, "DELETE FROM late")
+    transaction.commit_unless_managed(using="memory")
+    transaction.enter_transaction_management(using="memory")
+    transaction.managed(True, using="memory")
+    try:
+        cursor = old.cursor()
+        cursor.execute("INSERT INTO late VALUES (1)")
+        transaction.set_dirty(using="memory")
+        dbapi = old.connection
+
+        connlocal_shim.install()
+        new = connections()["memory"]
+        assert new is not old and threading.local not in type(new).__mro__
+        assert new.connection is dbapi, "the open connection must move to the new wrapper"
+        assert new.creation.connection is new, "helpers must point at the new wrapper"
+        assert transaction.is_managed(using="memory") and transaction.is_dirty(using="memory")
+        assert support.query(new, "SELECT x FROM late") == [(1,)]
+        transaction.rollback(using="memory")
+        assert support.query(new, "SELECT x FROM late") == []
+    finally:
+        transaction.rollback(using="memory")
+        transaction.leave_transaction_management(using="memory")
+
+
+@requires_backport
+def test_uninstalling_keeps_the_threads_open_connection(reinstall):
+    wrapper = connections()["memory"]
+    support.query(wrapper, "CREATE TABLE IF NOT EXISTS kept (x INTEGER)")
+    dbapi = wrapper.connection
+    connlocal_shim.uninstall()
+    old = connections()["memory"]
+    assert threading.local in type(old).__mro__
+    assert old.connection is dbapi
+    assert support.query(old, "SELECT name FROM sqlite_master WHERE name = 'kept'") == [("kept",)]
+    connlocal_shim.install()
+    assert connections()["memory"].connection is dbapi
+
+
+def test_connection_created_receivers_of_the_original_class_fire_exactly_once(reinstall):
+    from django.db.backends.signals import connection_created
+    from django.db.backends.sqlite3 import base as sqlite_base
+
+    calls = []
+
+    def receiver(sender, connection, **kwargs):
+        calls.append((sender, connection.alias))
+
+    connlocal_shim.uninstall()
+    original_class = sqlite_base.DatabaseWrapper
+    connection_created.connect(receiver, sender=original_class, weak=False)
+    try:
+        connlocal_shim.install()
+        handler = connections()
+
+        def open_new_connection():
+            wrapper = handler["other"]
+            wrapper.cursor()
+            return type(wrapper)
+
+        opened_class = in_thread(open_new_connection)
+        assert calls == [(opened_class, "other")]
+    finally:
+        connection_created.disconnect(receiver, sender=original_class)
+        connection_created.disconnect(receiver, sender=sqlite_base.DatabaseWrapper)
+
+
+def test_request_finished_closes_the_current_threads_connections_only():
+    from django.core.signals import request_finished
+
+    handler = connections()
+    mine = handler["default"]
+    support.query(mine, "SELECT 1")
+    assert mine.connection is not None
+
+    def finish_a_request():
+        theirs = handler["default"]
+        support.query(theirs, "SELECT 1")
+        opened = theirs.connection is not None
+        request_finished.send(sender=None)
+        return opened, theirs.connection is None
+
+    assert in_thread(finish_a_request) == (True, True)
+    assert mine.connection is not None, "another thread's request must not close this one's"
+
+
+REFUSAL = r"""
+import logging, sys, warnings
+import support
+support.configure(installed_apps=())
+support.start_django()
+import django.db
+from django.db import connections
+from connlocal_shim.features import _find_base_wrapper
+
+class Storage(object):
+    "A storage no Django release has used."
+
+connections._connections = Storage()
+records = []
+handler = logging.Handler()
+handler.emit = records.append
+logging.getLogger("connlocal_shim").addHandler(handler)
+base = _find_base_wrapper()
+before = (type(connections), dict(vars(connections)), type(django.db.connection),
+          base.__bases__, dict(vars(base)))
+import connlocal_shim
+with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    connlocal_shim.install()
+after = (type(connections), dict(vars(connections)), type(django.db.connection),
+         base.__bases__, dict(vars(base)))
+assert not connlocal_shim.is_installed()
+assert before[0] is after[0] and before[2] is after[2] and before[3] == after[3]
+assert all(after[1][k] is v for k, v in before[1].items()) and after[1].keys() == before[1].keys()
+assert all(after[4][k] is v for k, v in before[4].items()) and after[4].keys() == before[4].keys()
+warned = [str(w.message) for w in caught if w.category is connlocal_shim.ConnlocalShimWarning]
+logged = [r.getMessage() for r in records if r.levelno == logging.WARNING]
+print("WARNED " + " | ".join(warned))
+print("LOGGED " + " | ".join(logged))
+print("REFUSED " + connlocal_shim.status()["refused"])
+"""
+
+
+def test_an_unknown_layout_is_refused_and_left_exactly_as_it_was():
+    out, _, _ = support.run_python(REFUSAL)
+    lines = dict(line.split(" ", 1) for line in out.splitlines() if " " in line)
+    for key in ("WARNED", "LOGGED", "REFUSED"):
+        assert "neither a dict nor thread-local" in lines[key], out
+    assert "left unpatched" in lines["WARNED"] and "left unpatched" in lines["LOGGED"]
+
+
+NO_CONNECTIONS = r"""
+import support
+support.configure(installed_apps=())
+import django.db
+del django.db.connections  # the shape of Django 1.1 and earlier
+import connlocal_shim
+from django.core.exceptions import ImproperlyConfigured
+try:
+    connlocal_shim.install()
+except ImproperlyConfigured as error:
+    print("REFUSED " + str(error))
+print("INSTALLED %s" % connlocal_shim.is_installed())
+"""
+
+
+def test_a_django_without_connections_is_refused_with_a_clear_error():
+    out, _, _ = support.run_python(NO_CONNECTIONS)
+    assert "REFUSED connlocal_shim needs django.db.connections" in out
+    assert "Django 1.2 and later" in out
+    assert "INSTALLED False" in out
+
+
+def test_install_logs_one_info_line(reinstall):
+    records = []
+    handler = logging.Handler()
+    handler.emit = records.append
+    logger = logging.getLogger("connlocal_shim")
+    logger.addHandler(handler)
+    level = logger.level
+    logger.setLevel(logging.DEBUG)
+    try:
+        connlocal_shim.uninstall()
+        del records[:]
+        connlocal_shim.install()
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+    infos = [r.getMessage() for r in records if r.levelno == logging.INFO]
+    assert len(infos) == 1
+    if BACKPORTED:
+        assert "backported thread-local connections" in infos[0]
+        assert len([r for r in records if r.levelno == logging.DEBUG]) == len(
+            connlocal_shim.backport._installation.registry
+        )
+    else:
+        assert "nothing to patch" in infos[0]

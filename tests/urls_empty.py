@@ -1,2 +1,0 @@
-"""An empty URLconf for the tests' settings (ROOT_URLCONF)."""
-urlpatterns = []
