@@ -10,6 +10,7 @@ support.configure()
 from django.db import connections  # noqa: E402
 
 connections["thirdparty"]  # load the third-party backend before install
+support.load_backends()  # every built-in and GIS backend whose driver is installed here
 import legacy_module  # noqa: E402,F401 (captures django.db.connection before install)
 
 support.start_django()

@@ -53,6 +53,42 @@ def configure(directory=None, installed_apps=("connlocal_shim",)):
     return directory
 
 
+# Backend modules whose DatabaseWrapper must lose threading.local, and what each needs.
+BACKENDS = (
+    ("django.db.backends.sqlite3.base", "the sqlite3 module"),
+    ("django.db.backends.postgresql_psycopg2.base", "psycopg2 (psycopg2-binary)"),
+    ("django.db.backends.mysql.base", "MySQLdb, or PyMySQL installed as MySQLdb"),
+    ("django.db.backends.oracle.base", "cx_Oracle (oracledb since Django 5.0)"),
+    ("django.db.backends.dummy.base", "nothing"),
+    ("django.contrib.gis.db.backends.postgis.base", "psycopg2 and the GEOS library"),
+    ("django.contrib.gis.db.backends.mysql.base", "MySQLdb and the GEOS library"),
+    ("django.contrib.gis.db.backends.oracle.base", "cx_Oracle and the GEOS library"),
+    ("django.contrib.gis.db.backends.spatialite.base", "the GEOS (and, on newer Djangos, GDAL) library"),
+)
+# Where the backport runs, CI installs every driver: a backend that cannot load is a failure.
+REQUIRE_BACKENDS = os.environ.get("CONNLOCAL_SHIM_REQUIRE_BACKENDS") == "1"
+backend_errors = {}
+
+
+def load_backends():
+    """Import every backend of BACKENDS that can load here (before install, as a site would
+    have them loaded); remember why the others could not."""
+    try:
+        import MySQLdb  # noqa: F401
+    except ImportError:
+        try:
+            import pymysql
+
+            pymysql.install_as_MySQLdb()
+        except ImportError:
+            pass
+    for module_name, _ in BACKENDS:
+        try:
+            __import__(module_name)
+        except Exception as error:  # reported by the test of that backend
+            backend_errors[module_name] = "%s: %s" % (type(error).__name__, error)
+
+
 def start_django():
     """What a site's startup does with INSTALLED_APPS: django.setup() on Django 1.7+, the app
     cache loading every app's models module before."""

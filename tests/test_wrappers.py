@@ -74,6 +74,17 @@ def test_no_wrapper_class_derives_from_threading_local():
         assert threading.local not in cls.__mro__, cls
 
 
+@pytest.mark.parametrize("module_name,needs", support.BACKENDS)
+def test_every_backends_wrapper_class_is_without_threading_local(module_name, needs):
+    error = support.backend_errors.get(module_name)
+    if error is not None:
+        if support.REQUIRE_BACKENDS and BACKPORTED:
+            pytest.fail("%s did not load (%s)" % (module_name, error))
+        pytest.skip("cannot load %s here, it needs %s (%s)" % (module_name, needs, error))
+    module = sys.modules[module_name]
+    assert threading.local not in module.DatabaseWrapper.__mro__
+
+
 def test_a_wrapper_has_one_state_for_all_threads():
     wrapper = connections()["default"]
     wrapper.shared_marker = object()
