@@ -1,0 +1,131 @@
+"""Summarise the junit XML reports that `tox -p 2` left in .ci/reports/.
+
+Usage: summarize.py --reports DIR --tox-exit N ENV [ENV ...]
+
+ENV are the envs of `tox -l`: each must have written DIR/ENV.xml with at least one
+test executed (tests minus skipped > 0).  Prints a per-env table, then, alone on the
+last line, "N passed, N failed, N skipped" (totals; errors count as failed).
+Exits 1 if tox exited non-zero, an env has no (readable) report, an env ran no
+test, or an env that must run (REQUIRED_ENVS) is not in the list.
+
+Reads pytest 4.6's format (a <testsuite> root) and pytest 6+'s (a <testsuites>
+root with <testsuite> children).  Standard library only.
+"""
+from __future__ import print_function
+
+import argparse
+import os
+import sys
+import xml.etree.ElementTree as ET
+
+# The thread-local-connections backport is what these two test: they must never go missing.
+REQUIRED_ENVS = ("py27-django12", "py27-django13")
+
+COUNTS = ("tests", "failures", "errors", "skipped")
+
+
+def _int(value):
+    try:
+        return int(float(value))
+    except (TypeError, ValueError):
+        return None
+
+
+def read_report(path):
+    """Return dict(tests, failures, errors, skipped) summed over the report's <testsuite>s."""
+    root = ET.parse(path).getroot()
+    if root.tag == "testsuite":
+        suites = [root]
+    elif root.tag == "testsuites":
+        suites = root.findall("testsuite")
+    else:
+        raise ValueError("unexpected root element <%s>" % root.tag)
+    total = dict.fromkeys(COUNTS, 0)
+    for suite in suites:
+        attrs = dict((key, _int(suite.get(key))) for key in COUNTS)
+        if any(value is None for value in attrs.values()):
+            # No usable counters: count the <testcase> children instead.
+            attrs = dict.fromkeys(COUNTS, 0)
+            for case in suite.iter("testcase"):
+                attrs["tests"] += 1
+                if case.find("failure") is not None:
+                    attrs["failures"] += 1
+                elif case.find("error") is not None:
+                    attrs["errors"] += 1
+                elif case.find("skipped") is not None:
+                    attrs["skipped"] += 1
+        for key in COUNTS:
+            total[key] += attrs[key]
+    return total
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--reports", required=True, help="directory of <env>.xml files")
+    parser.add_argument("--tox-exit", type=int, required=True, help="tox's exit code")
+    parser.add_argument("envs", nargs="*", help="the envs of `tox -l`")
+    args = parser.parse_args(argv)
+
+    problems = []
+    if args.tox_exit != 0:
+        problems.append("tox exited with code %d" % args.tox_exit)
+    if not args.envs:
+        problems.append("no envs given (did `tox -l` fail?)")
+    for env in REQUIRED_ENVS:
+        if env not in args.envs:
+            problems.append("%s is not in tox's envlist" % env)
+
+    rows = []
+    totals = dict(passed=0, failed=0, skipped=0)
+    for env in args.envs:
+        path = os.path.join(args.reports, env + ".xml")
+        if not os.path.isfile(path):
+            rows.append((env, None, "NO REPORT"))
+            problems.append("%s: no report %s" % (env, path))
+            continue
+        try:
+            counts = read_report(path)
+        except (ET.ParseError, ValueError, OSError) as exc:
+            rows.append((env, None, "BAD REPORT"))
+            problems.append("%s: unreadable report %s: %s" % (env, path, exc))
+            continue
+        failed = counts["failures"] + counts["errors"]
+        passed = max(counts["tests"] - failed - counts["skipped"], 0)
+        executed = counts["tests"] - counts["skipped"]
+        counts["passed"] = passed
+        status = "ok"
+        if executed <= 0:
+            status = "NO TESTS RUN"
+            problems.append("%s: no test executed (tests=%d, skipped=%d)"
+                            % (env, counts["tests"], counts["skipped"]))
+        elif failed:
+            status = "FAILED"
+        rows.append((env, counts, status))
+        totals["passed"] += passed
+        totals["failed"] += failed
+        totals["skipped"] += counts["skipped"]
+
+    width = max([len("env")] + [len(env) for env in args.envs])
+    header = "%-*s %7s %7s %7s %7s %7s  %s" % (
+        width, "env", "tests", "passed", "failed", "errors", "skipped", "status")
+    print()
+    print(header)
+    print("-" * len(header))
+    for env, counts, status in rows:
+        if counts is None:
+            print("%-*s %7s %7s %7s %7s %7s  %s" % (width, env, "-", "-", "-", "-", "-", status))
+        else:
+            print("%-*s %7d %7d %7d %7d %7d  %s" % (
+                width, env, counts["tests"], counts["passed"], counts["failures"],
+                counts["errors"], counts["skipped"], status))
+    print("-" * len(header))
+    for problem in problems:
+        print("problem: " + problem)
+    sys.stdout.flush()
+    print("%d passed, %d failed, %d skipped" % (totals["passed"], totals["failed"], totals["skipped"]))
+    # Failures normally make tox exit non-zero too; never report green with any.
+    return 1 if problems or totals["failed"] else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
