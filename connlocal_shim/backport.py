@@ -126,18 +126,16 @@ class Installation(object):
         self.recorded_classes.update(old for old, _ in pairs)
         by_id = dict((id(old), (old, new)) for old, new in pairs)
         defining = set(old.__module__ for old, _ in pairs)
-        records = []
-        for module_name, module in sorted(list(sys.modules.items()), key=lambda item: item[0]):
+        found = []  # (module name, global name, module, replacement, why), sorted below
+        for module_name, module in list(sys.modules.items()):
             namespace = getattr(module, "__dict__", None)
             if not isinstance(namespace, dict):
                 continue
-            for name, value in sorted(list(namespace.items()), key=lambda item: item[0]):
+            for name, value in list(namespace.items()):
                 pair = by_id.get(id(value))
                 if pair is not None and pair[0] is value:
-                    records.append(AttributePatch(
-                        module, name, pair[1], module_name,
-                        "names %s, rebuilt without threading.local" % _class_name(pair[0]),
-                    ))
+                    why = "names %s, rebuilt without threading.local" % _class_name(pair[0])
+                    found.append((module_name, name, module, pair[1], why))
             database = namespace.get("Database")
             if (
                 self.rebuilder.guarded
@@ -145,10 +143,14 @@ class Installation(object):
                 and is_sqlite_dbapi(database)
                 and not isinstance(database, SqliteModuleWithSharedConnections)
             ):
-                records.append(AttributePatch(
-                    module, "Database", SqliteModuleWithSharedConnections(database), module_name,
-                    "opens sqlite connections with check_same_thread=False, as Django 1.4 does",
-                ))
+                why = "opens sqlite connections with check_same_thread=False, as Django 1.4 does"
+                proxy = SqliteModuleWithSharedConnections(database)
+                found.append((module_name, "Database", module, proxy, why))
+        found.sort(key=lambda item: item[:2])
+        records = [
+            AttributePatch(module, name, replacement, module_name, why)
+            for module_name, name, module, replacement, why in found
+        ]
         for old, new in pairs:
             if not has_receivers_for(connection_created, old):
                 continue
