@@ -15,6 +15,7 @@ from connlocal_shim.backport import (
     uninstall,
 )
 from connlocal_shim.exceptions import ConnlocalShimWarning
+from connlocal_shim.routing import route_connections, separate_connection, shared_connection
 
 __version__ = "0.1.0"
 
@@ -24,6 +25,9 @@ __all__ = [
     "install",
     "is_installed",
     "is_patched",
+    "route_connections",
+    "separate_connection",
+    "shared_connection",
     "status",
     "uninstall",
 ]

@@ -1,0 +1,463 @@
+"""One connection-routing API on every Django from 1.2 to 6.1.
+
+``route_connections(**aliases)`` re-points aliases of ``django.db.connections`` for the current
+thread (and, on Django 3.0+, the current asyncio task) only; ``separate_connection(alias)`` is a
+fresh private connection to a configured database; ``shared_connection(alias)`` lets other
+threads use the current thread's connection for a block. On Django 1.2/1.3 they stand on the
+backport (``connlocal_shim.install()``), on 1.4+ on Django's own thread-local handler.
+
+Example: send every query of a writing view to the master database, and log through a separate
+connection that commits even if the view's transaction rolls back::
+
+    from connlocal_shim import route_connections, separate_connection
+
+    @route_connections(default="master")
+    def edit(request):
+        ...
+        with route_connections(default=separate_connection("master")):
+            AuditLog.objects.create(action="edit")
+"""
+import sys
+import threading
+
+import wrapt
+
+from connlocal_shim.compat import get_ident, string_types
+from connlocal_shim.context import current_frames
+
+ACCEPTED = (
+    "an alias string (such as 'master'), a DatabaseWrapper (such as one shared by another "
+    "thread), or a connection factory (such as separate_connection('master'))"
+)
+
+
+def _handler():
+    from django.db import connections
+
+    return connections
+
+
+def _configured(handler):
+    """The aliases in settings.DATABASES (``databases`` up to Django 3.1, ``settings`` since)."""
+    return getattr(handler, "settings", None) or handler.databases
+
+
+def check_alias(alias, handler=None):
+    """Raise ConnectionDoesNotExist naming ``alias`` unless it is in settings.DATABASES."""
+    handler = handler if handler is not None else _handler()
+    configured = _configured(handler)
+    if alias not in configured:
+        from django.db.utils import ConnectionDoesNotExist
+
+        raise ConnectionDoesNotExist(
+            "connlocal_shim: alias %r is not in DATABASES (known: %s)"
+            % (alias, ", ".join(sorted(configured)))
+        )
+
+
+def _require_thread_local(handler):
+    # Before Django 1.4 connections are one dict shared by all threads: re-pointing an alias
+    # would re-point it for every thread (ticket #17258). The backport fixes that.
+    if isinstance(vars(handler).get("_connections"), dict):
+        from django.core.exceptions import ImproperlyConfigured
+
+        raise ImproperlyConfigured(
+            "connlocal_shim: connections are shared by all threads on this Django; add "
+            "'connlocal_shim' to INSTALLED_APPS or call connlocal_shim.install() (in wsgi.py) "
+            "before routing them"
+        )
+
+
+def is_wrapper(value):
+    """Whether ``value`` is a DatabaseWrapper (or a legacy reference standing for one)."""
+    from connlocal_shim.features import _find_base_wrapper
+
+    return isinstance(value, _find_base_wrapper())
+
+
+def new_wrapper(alias):
+    """A fresh DatabaseWrapper for ``alias``, made as Django makes the thread's own one."""
+    handler = _handler()
+    check_alias(alias, handler)
+    create = getattr(handler, "create_connection", None)
+    if create is not None:  # Django 3.2+ (BaseConnectionHandler)
+        return create(alias)
+    handler.ensure_defaults(alias)
+    prepare = getattr(handler, "prepare_test_settings", None)  # Django 1.11+
+    if prepare is not None:
+        prepare(alias)
+    from django.db.utils import load_backend
+
+    settings_dict = handler.databases[alias]
+    return load_backend(settings_dict["ENGINE"]).DatabaseWrapper(settings_dict, alias)
+
+
+def share(wrapper):
+    """Let other threads use ``wrapper``: a counter since Django 2.2 (ticket #29585), the
+    ``allow_thread_sharing`` attribute of Django 1.4 (and of the backport) before."""
+    if hasattr(wrapper, "inc_thread_sharing"):
+        wrapper.inc_thread_sharing()
+        return None
+    previous = wrapper.allow_thread_sharing
+    wrapper.allow_thread_sharing = True
+    return previous
+
+
+def unshare(wrapper, previous):
+    if hasattr(wrapper, "dec_thread_sharing"):
+        wrapper.dec_thread_sharing()
+    else:
+        wrapper.allow_thread_sharing = previous
+
+
+def in_transaction(wrapper):
+    """Whether ``wrapper`` is inside a transaction or atomic block that is still open."""
+    if getattr(wrapper, "in_atomic_block", False):  # Django 1.6+
+        return True
+    get_autocommit = getattr(wrapper, "get_autocommit", None)
+    if get_autocommit is not None:  # Django 1.6+: set_autocommit(False) opens one too
+        return wrapper.connection is not None and not get_autocommit()
+    if getattr(wrapper, "transaction_state", None):  # Django 1.3-1.5: managed blocks
+        return True
+    from django.db import transaction
+
+    state = getattr(transaction, "state", None)  # Django 1.2: kept per thread and alias
+    if isinstance(state, dict):
+        return bool(state.get(get_ident(), {}).get(wrapper.alias))
+    return False
+
+
+def close_private(wrapper):
+    """Close a wrapper nobody else uses, including an in-memory sqlite one (Django ignores
+    close() there, to protect the thread's own in-memory database)."""
+    wrapper.close()
+    connection = getattr(wrapper, "connection", None)
+    if connection is not None:
+        connection.close()
+        wrapper.connection = None
+
+
+# -- factories ----------------------------------------------------------------------------------
+
+class ConnectionFactory(object):
+    """What route_connections calls on entry to get a wrapper, and on exit to dispose of it."""
+
+    def create(self):
+        raise NotImplementedError
+
+    def dispose(self, wrapper):
+        pass
+
+
+class SeparateConnection(ConnectionFactory):
+    """A fresh, private DatabaseWrapper to the database of ``alias``; see separate_connection."""
+
+    def __init__(self, alias):
+        if not isinstance(alias, string_types):
+            raise TypeError(
+                "connlocal_shim: separate_connection() takes an alias string, not %s"
+                % type(alias).__name__
+            )
+        self.alias = alias
+        self._opened = threading.local()
+
+    def create(self):
+        return new_wrapper(self.alias)
+
+    def dispose(self, wrapper):
+        close_private(wrapper)
+
+    def __enter__(self):
+        stack = getattr(self._opened, "stack", None)
+        if stack is None:
+            stack = self._opened.stack = []
+        wrapper = self.create()
+        stack.append(wrapper)
+        return wrapper
+
+    def __exit__(self, *exc_info):
+        self.dispose(self._opened.stack.pop())
+        return False
+
+    def __repr__(self):
+        return "separate_connection(%r)" % (self.alias,)
+
+
+def separate_connection(alias="default"):
+    """A fresh, private connection to the database of ``alias``, opened on first query and
+    closed when the block that created it ends.
+
+    Its typical use: an audit write that must commit even if the surrounding transaction
+    rolls back::
+
+        with route_connections(default=separate_connection("default")):
+            AuditLog.objects.create(action="refund")   # its own connection: commits now
+
+        with separate_connection("master") as wrapper:  # or on its own
+            wrapper.cursor().execute("SELECT 1")
+    """
+    return SeparateConnection(alias)
+
+
+class SharedConnection(object):
+    """See shared_connection."""
+
+    def __init__(self, alias):
+        if not isinstance(alias, string_types):
+            raise TypeError(
+                "connlocal_shim: shared_connection() takes an alias string, not %s"
+                % type(alias).__name__
+            )
+        self.alias = alias
+        self._shared = threading.local()
+
+    def __enter__(self):
+        handler = _handler()
+        check_alias(self.alias, handler)
+        wrapper = handler[self.alias]
+        previous = share(wrapper)
+        stack = getattr(self._shared, "stack", None)
+        if stack is None:
+            stack = self._shared.stack = []
+        stack.append((wrapper, previous))
+        return wrapper
+
+    def __exit__(self, *exc_info):
+        wrapper, previous = self._shared.stack.pop()
+        unshare(wrapper, previous)
+        return False
+
+    def __repr__(self):
+        return "shared_connection(%r)" % (self.alias,)
+
+
+def shared_connection(alias="default"):
+    """Make the current thread's connection for ``alias`` usable by other threads for the
+    block, and yield it (Django 1.4's ``allow_thread_sharing``; ``inc_thread_sharing()`` on
+    Django 2.2+)::
+
+        with shared_connection("default") as wrapper:
+            worker = threading.Thread(target=serve, args=(wrapper,))
+            worker.start()
+            ...
+            worker.join()
+
+        def serve(wrapper):
+            with route_connections(default=wrapper):
+                ...  # this thread's queries use the test thread's connection
+    """
+    return SharedConnection(alias)
+
+
+# -- route_connections ----------------------------------------------------------------------------
+
+class _Frame(object):
+    """What one entered block changed: (alias, previous wrapper) pairs and what it created."""
+
+    __slots__ = ("saved", "created", "used", "transaction_states")
+
+    def __init__(self):
+        self.saved = []
+        self.created = []
+        self.used = []
+        self.transaction_states = []
+
+
+def _stash_transaction_state(alias):
+    """Django 1.2 keeps transaction state in django.db.transaction per thread and *alias*, not
+    per wrapper: a re-pointed alias starts the block with none, as a fresh wrapper would."""
+    from django.db import transaction
+
+    tables = [getattr(transaction, name, None) for name in ("state", "savepoint_state", "dirty")]
+    if not all(isinstance(table, dict) for table in tables):
+        return None
+    ident = get_ident()
+    stashed = []
+    for table in tables:
+        per_alias = table.setdefault(ident, {})
+        stashed.append((per_alias, alias in per_alias, per_alias.pop(alias, None)))
+    return stashed
+
+
+def _restore_transaction_state(alias, stashed):
+    for per_alias, present, value in stashed:
+        per_alias.pop(alias, None)
+        if present:
+            per_alias[alias] = value
+
+
+class RouteConnections(object):
+    """See route_connections: one object, both a context manager and a decorator."""
+
+    def __init__(self, close_connections=False, **aliases):
+        for alias, value in aliases.items():
+            if not (
+                isinstance(value, string_types)
+                or isinstance(value, ConnectionFactory)
+                or callable(value)
+                or (hasattr(value, "cursor") and hasattr(value, "settings_dict"))
+            ):
+                raise TypeError(
+                    "connlocal_shim: route_connections(%s=...) got %s; it accepts %s"
+                    % (alias, type(value).__name__, ACCEPTED)
+                )
+        self.close_connections = bool(close_connections)
+        self.aliases = sorted(aliases.items())
+
+    def __repr__(self):
+        parts = ["%s=%r" % item for item in self.aliases]
+        if self.close_connections:
+            parts.append("close_connections=True")
+        return "route_connections(%s)" % ", ".join(parts)
+
+    # -- entering and leaving ---------------------------------------------------------------
+
+    def _own(self, handler, frames, alias):
+        """The thread's own connection to ``alias``: what it was before any block re-pointed it."""
+        for frame in frames:
+            for target, previous in frame.saved:
+                if target == alias:
+                    return previous
+        return handler[alias]
+
+    def _resolve(self, handler, frames, frame):
+        resolved = []
+        for alias, value in self.aliases:
+            check_alias(alias, handler)
+            if isinstance(value, string_types):
+                check_alias(value, handler)
+                wrapper = self._own(handler, frames, value)
+            elif isinstance(value, ConnectionFactory):
+                wrapper = value.create()
+                frame.created.append((value, wrapper))
+            elif is_wrapper(value):
+                wrapper = value
+            elif callable(value):
+                wrapper = value()
+                if not is_wrapper(wrapper):
+                    raise TypeError(
+                        "connlocal_shim: route_connections(%s=%r) called it and got %s, not a "
+                        "DatabaseWrapper" % (alias, value, type(wrapper).__name__)
+                    )
+            else:
+                raise TypeError(
+                    "connlocal_shim: route_connections(%s=...) got %s; it accepts %s"
+                    % (alias, type(value).__name__, ACCEPTED)
+                )
+            resolved.append((alias, wrapper))
+        return resolved
+
+    def enter(self):
+        handler = _handler()
+        _require_thread_local(handler)
+        frames = current_frames()
+        frame = _Frame()
+        try:
+            resolved = self._resolve(handler, frames, frame)
+        except BaseException:
+            self._dispose(frame)
+            raise
+        # Every value is resolved: now re-point, remembering what each alias pointed to.
+        for alias, wrapper in resolved:
+            frame.saved.append((alias, handler[alias]))
+            stashed = _stash_transaction_state(alias)
+            if stashed is not None:
+                frame.transaction_states.append((alias, stashed))
+            handler[alias] = wrapper
+            frame.used.append(wrapper)
+        frames.append(frame)
+        return dict(resolved)
+
+    def exit(self):
+        frames = current_frames()
+        if not frames:
+            raise RuntimeError("connlocal_shim: route_connections exited more often than entered")
+        frame = frames.pop()
+        handler = _handler()
+        try:
+            for alias, previous in reversed(frame.saved):
+                handler[alias] = previous
+            for alias, stashed in reversed(frame.transaction_states):
+                _restore_transaction_state(alias, stashed)
+            if self.close_connections:
+                self._close_used(frame)
+        finally:
+            self._dispose(frame)
+
+    def _close_used(self, frame):
+        created = set(id(wrapper) for _, wrapper in frame.created)
+        for wrapper in frame.used:
+            if id(wrapper) in created:
+                continue  # disposed of by its factory
+            if getattr(wrapper, "_thread_ident", get_ident()) != get_ident():
+                continue  # another thread's shared connection: not ours to close
+            if in_transaction(wrapper):
+                continue  # left open: the transaction that holds it is not this block's
+            wrapper.close()
+
+    def _dispose(self, frame):
+        for factory, wrapper in reversed(frame.created):
+            factory.dispose(wrapper)
+        del frame.created[:]
+
+    def __enter__(self):
+        return self.enter()
+
+    def __exit__(self, exc_type, exc_value, traceback):
+        self.exit()
+        return False
+
+    # -- as a decorator ---------------------------------------------------------------------
+
+    def __call__(self, func):
+        if _aio is not None and _aio.is_coroutine_function(func):
+            return _aio.route_coroutine_function(self, func)
+
+        @wrapt.decorator
+        def routed(wrapped, instance, args, kwargs):
+            self.enter()
+            try:
+                return wrapped(*args, **kwargs)
+            finally:
+                self.exit()
+
+        return routed(func)
+
+
+if sys.version_info >= (3, 5):
+    from connlocal_shim import _aio
+
+    RouteConnections.__aenter__ = _aio.aenter
+    RouteConnections.__aexit__ = _aio.aexit
+else:  # Python 2 cannot parse async def
+    _aio = None
+
+
+def route_connections(close_connections=False, **aliases):
+    """Re-point database aliases for the current thread (or async task) only, for a block or a
+    function call; a decorator and a context manager (``with`` and ``async with``).
+
+    Each keyword names an alias to re-point; its value is:
+
+    - an alias string: the current thread's own connection to that database as configured in
+      settings, never one an outer block re-pointed;
+    - a DatabaseWrapper, for example one another thread shares with ``shared_connection()``;
+    - a connection factory such as ``separate_connection("master")``, called on entry, whose
+      connection is closed on exit.
+
+    All values are resolved before any alias is re-pointed, so aliases can be swapped::
+
+        with route_connections(default="other", other="default"):
+            ...
+
+    On exit, normal or by exception, every alias points where it pointed before.
+    ``close_connections=True`` also closes the connections the block used, except one still
+    inside a transaction or atomic block (it stays open for whoever opened that transaction)
+    and one that belongs to another thread. An unknown alias raises ConnectionDoesNotExist on
+    entry, and nothing is re-pointed::
+
+        @route_connections(default="master")
+        def edit(request):
+            ...
+    """
+    return RouteConnections(close_connections=close_connections, **aliases)

@@ -1,0 +1,341 @@
+"""route_connections, separate_connection and shared_connection on every Django (routing.py)."""
+import inspect
+import threading
+
+import pytest
+
+import support
+from connlocal_shim import routing
+from support import ThreadResult, in_thread
+
+FEATURES = support.original_features()
+
+
+def connections():
+    from django.db import connections
+
+    return connections
+
+
+def route_connections(*args, **kwargs):
+    return routing.route_connections(*args, **kwargs)
+
+
+def aliases_now():
+    handler = connections()
+    return dict((alias, handler[alias]) for alias in ("default", "other", "memory"))
+
+
+class OuterTransaction(object):
+    """Open a transaction on ``alias`` (as a view would) and roll it back at the end."""
+
+    def __init__(self, alias):
+        self.alias = alias
+
+    def __enter__(self):
+        from django.db import transaction
+
+        if hasattr(transaction, "atomic"):  # Django 1.6+
+            self.atomic = transaction.atomic(using=self.alias)
+            self.atomic.__enter__()
+        else:  # Django 1.2-1.5
+            self.atomic = None
+            transaction.enter_transaction_management(using=self.alias)
+            transaction.managed(True, using=self.alias)
+        return self
+
+    def __exit__(self, *exc_info):
+        from django.db import transaction
+
+        if self.atomic is not None:
+            transaction.set_rollback(True, using=self.alias)
+            self.atomic.__exit__(None, None, None)
+        else:
+            transaction.rollback(using=self.alias)
+            transaction.leave_transaction_management(using=self.alias)
+        return False
+
+
+def test_an_alias_is_repointed_for_the_current_thread_only():
+    handler = connections()
+    own = aliases_now()
+    inside, leave = threading.Event(), threading.Event()
+
+    def routed():
+        with route_connections(default="other") as routed_to:
+            inside.set()
+            leave.wait(30)
+            return handler["default"] is routed_to["default"], handler["default"].alias
+
+    worker = ThreadResult(routed)
+    assert inside.wait(30)
+    try:
+        assert handler["default"] is own["default"], "another thread's routing leaked here"
+    finally:
+        leave.set()
+    assert worker.result() == (True, "other")
+    assert aliases_now() == own
+
+
+def test_as_a_decorator_it_keeps_the_function_and_routes_each_call():
+    handler = connections()
+
+    @route_connections(default="memory")
+    def view(request, answer=42):
+        """A view."""
+        return handler["default"].alias, request, answer
+
+    assert view.__name__ == "view" and view.__doc__ == "A view."
+    if hasattr(inspect, "signature"):
+        assert str(inspect.signature(view)) == "(request, answer=42)"
+    assert view("request") == ("memory", "request", 42)
+    assert handler["default"].alias == "default"
+    assert in_thread(view, "in a thread", answer=1) == ("memory", "in a thread", 1)
+
+
+def test_blocks_nest_and_an_alias_string_names_the_threads_own_connection():
+    handler = connections()
+    own = aliases_now()
+    with route_connections(default="other"):
+        assert handler["default"] is own["other"]
+        with route_connections(other="default", memory="default"):
+            # 'default' names this thread's own default database, not the re-pointed alias.
+            assert handler["other"] is own["default"] and handler["memory"] is own["default"]
+            assert handler["default"] is own["other"]
+        assert handler["other"] is own["other"] and handler["memory"] is own["memory"]
+    assert aliases_now() == own
+
+
+def test_two_aliases_can_be_swapped():
+    handler = connections()
+    own = aliases_now()
+    with route_connections(default="other", other="default"):
+        assert handler["default"] is own["other"] and handler["other"] is own["default"]
+    assert aliases_now() == own
+
+
+def test_an_exception_propagates_untouched_and_routing_is_restored():
+    own = aliases_now()
+    error = ValueError("from the view")
+    with pytest.raises(ValueError) as raised:
+        with route_connections(default="other", memory="other"):
+            raise error
+    assert raised.value is error
+    assert aliases_now() == own
+
+
+class CountingFactory(routing.ConnectionFactory):
+    def __init__(self):
+        self.created, self.disposed = [], []
+
+    def create(self):
+        wrapper = routing.new_wrapper("other")
+        self.created.append(wrapper)
+        return wrapper
+
+    def dispose(self, wrapper):
+        self.disposed.append(wrapper)
+        routing.close_private(wrapper)
+
+
+@pytest.mark.parametrize("aliases", [
+    {"replica": "default"},
+    {"default": "replica"},
+    {"default": "other", "memory": "replica"},
+])
+def test_an_unknown_alias_is_refused_on_entry_and_nothing_is_repointed(aliases):
+    from django.db.utils import ConnectionDoesNotExist
+
+    own = aliases_now()
+    factory = CountingFactory()
+    block = route_connections(other=factory, **aliases)
+    with pytest.raises(ConnectionDoesNotExist) as raised:
+        block.__enter__()
+    assert "'replica' is not in DATABASES" in str(raised.value)
+    assert "default" in str(raised.value)
+    assert aliases_now() == own
+    assert factory.created == factory.disposed, "a factory's connection must not leak"
+
+
+@pytest.mark.parametrize("value", [42, None, 3.5, ["default"]])
+def test_a_value_of_the_wrong_type_is_refused_saying_what_is_accepted(value):
+    with pytest.raises(TypeError) as raised:
+        route_connections(default=value)
+    message = str(raised.value)
+    assert "alias string" in message and "DatabaseWrapper" in message
+    assert "separate_connection" in message
+
+
+def test_a_callable_that_returns_no_wrapper_is_refused_and_nothing_is_repointed():
+    own = aliases_now()
+    with pytest.raises(TypeError) as raised:
+        with route_connections(default=lambda: "not a wrapper"):
+            pass
+    assert "not a DatabaseWrapper" in str(raised.value)
+    assert aliases_now() == own
+
+
+def test_reused_threads_never_carry_routing_from_one_task_to_the_next():
+    try:
+        import queue
+    except ImportError:  # Python 2
+        import Queue as queue
+    handler = connections()
+    tasks, results = queue.Queue(), []
+
+    @route_connections(default="other")
+    def routed_task():
+        return handler["default"].alias
+
+    def plain_task():
+        return handler["default"].alias
+
+    def worker():
+        while True:
+            task = tasks.get()
+            if task is None:
+                return
+            try:
+                results.append((task.__name__, task()))
+            except Exception as error:  # reported through results
+                results.append((task.__name__, repr(error)))
+
+    pool = [threading.Thread(target=worker) for _ in range(2)]
+    for thread in pool:
+        thread.start()
+    for index in range(40):
+        tasks.put(routed_task if index % 2 else plain_task)
+    for _ in pool:
+        tasks.put(None)
+    for thread in pool:
+        thread.join(60)
+    assert len(results) == 40
+    for name, alias in results:
+        assert alias == ("other" if name == "routed_task" else "default"), (name, alias)
+
+
+# -- separate_connection ------------------------------------------------------------------------
+
+def test_a_separate_connection_commits_even_if_the_surrounding_transaction_rolls_back():
+    support.execute("CREATE TABLE IF NOT EXISTS audit (what TEXT)")
+    support.execute("CREATE TABLE IF NOT EXISTS orders (n INTEGER)")
+    support.execute("DELETE FROM audit")
+    support.execute("DELETE FROM orders")
+    support.commit()
+    handler = connections()
+    own = handler["default"]
+    with OuterTransaction("default"):
+        # sqlite has one writer at a time: audit before the view's own write takes the lock.
+        with route_connections(default=routing.separate_connection("default")) as routed:
+            separate = routed["default"]
+            assert separate is not own and handler["default"] is separate
+            support.execute("INSERT INTO audit VALUES ('refund')")
+            support.commit()
+        assert separate.connection is None, "the separate connection closes with its block"
+        assert handler["default"] is own
+        support.execute("INSERT INTO orders VALUES (1)")
+        assert support.execute("SELECT COUNT(*) FROM orders", fetch=True)[0][0] == 1
+    with routing.separate_connection("default") as fresh:
+        assert support.query(fresh, "SELECT what FROM audit") == [("refund",)]
+        assert support.query(fresh, "SELECT n FROM orders") == []
+
+
+def test_a_separate_connection_on_its_own_is_opened_lazily_and_closed():
+    with routing.separate_connection("other") as wrapper:
+        assert wrapper.connection is None
+        assert wrapper is not connections()["other"] and wrapper.alias == "other"
+        assert support.query(wrapper, "SELECT 5") == [(5,)]
+    assert wrapper.connection is None
+
+
+def test_separate_connection_refuses_a_non_string_and_an_unknown_alias():
+    from django.db.utils import ConnectionDoesNotExist
+
+    with pytest.raises(TypeError):
+        routing.separate_connection(3)
+    with pytest.raises(ConnectionDoesNotExist) as raised:
+        with routing.separate_connection("replica"):
+            pass
+    assert "'replica'" in str(raised.value)
+
+
+# -- shared_connection ----------------------------------------------------------------------------
+
+def test_a_shared_connection_serves_another_thread_through_route_connections():
+    """The use that made Django 1.4 need all this: an in-memory database, made in the test
+    thread, read by another thread (in Django, LiveServerTestCase's server thread)."""
+    memory = connections()["memory"]
+    own = type(memory)(memory.settings_dict, "memory")  # opened under the shim: shareable
+    support.query(own, "CREATE TABLE served (x INTEGER)")
+    support.query(own, "INSERT INTO served VALUES (11)")
+    handler = connections()
+    with route_connections(memory=own):
+        with routing.shared_connection("memory") as shared:
+            assert shared is own and shared.allow_thread_sharing
+
+            def serve():
+                with route_connections(default=shared):
+                    return support.execute("SELECT x FROM served", fetch=True)
+
+            assert [tuple(row) for row in in_thread(serve)] == [(11,)]
+        assert not own.allow_thread_sharing
+    assert handler["memory"] is memory
+    own.connection.close()
+
+
+def test_an_unshared_wrapper_of_another_thread_fails_on_first_use_naming_the_threads():
+    from django.db.utils import DatabaseError
+
+    wrapper = connections()["default"]
+
+    def use():
+        with route_connections(default=wrapper):
+            support.execute("SELECT 1")
+
+    with pytest.raises(DatabaseError) as raised:
+        in_thread(use)
+    assert "created in thread id %s" % support.get_ident() in str(raised.value)
+
+
+# -- close_connections ------------------------------------------------------------------------------
+
+def test_close_connections_closes_what_the_block_used():
+    handler = connections()
+    other = handler["other"]
+    support.query(other, "SELECT 1")
+    with route_connections(close_connections=True, default="other"):
+        support.execute("SELECT 1")
+    assert other.connection is None
+
+
+def test_close_connections_leaves_a_connection_in_an_outer_transaction_open():
+    handler = connections()
+    other = handler["other"]
+    with OuterTransaction("other"):
+        support.query(other, "SELECT 1")
+        with route_connections(close_connections=True, default="other"):
+            support.execute("SELECT 1")
+        assert other.connection is not None, "closing would have ended the outer transaction"
+
+
+NOT_INSTALLED = r"""
+import support
+support.configure(installed_apps=())
+from connlocal_shim import route_connections
+from django.core.exceptions import ImproperlyConfigured
+try:
+    with route_connections(default="other"):
+        pass
+except ImproperlyConfigured as error:
+    print("REFUSED " + str(error))
+"""
+
+
+@pytest.mark.skipif(
+    FEATURES.thread_local_handler != "missing",
+    reason="handler already thread-local: routing needs no install here",
+)
+def test_without_the_backport_routing_says_how_to_install_it():
+    out, _, _ = support.run_python(NOT_INSTALLED)
+    assert "REFUSED connlocal_shim: connections are shared by all threads" in out
+    assert "INSTALLED_APPS" in out
