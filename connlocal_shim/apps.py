@@ -8,6 +8,10 @@ class ConnlocalShimConfig(AppConfig):
     verbose_name = "connlocal-shim"
 
     def ready(self):
+        from django.core import checks
+
         from connlocal_shim.backport import install
+        from connlocal_shim.checks import check_pinning_settings
 
         install()
+        checks.register(check_pinning_settings)

@@ -1,4 +1,5 @@
-"""The URLconf of the tests' settings: one view that answers 200 on every Django."""
+"""The URLconf of the tests' settings: small views that report which database they used."""
+from django.db import connections
 from django.http import HttpResponse
 
 try:  # Django 2.0+
@@ -14,4 +15,52 @@ def ok(request):
     return HttpResponse("ok")
 
 
-urlpatterns = [url(r"^ok/$", ok)]
+def alias(request):
+    """The alias the view's default connection points to, and the legacy reference's."""
+    from django.db import connection
+
+    return HttpResponse("%s,%s" % (connections["default"].alias, connection.alias))
+
+
+class ViewError(Exception):
+    pass
+
+
+def boom(request):
+    raise ViewError("the view failed with %s" % connections["default"].alias)
+
+
+def stream(request):
+    """A streaming response whose content is produced after the view returned."""
+
+    def chunks():
+        for _ in range(3):
+            yield connections["default"].alias + ";"
+
+    try:
+        from django.http import StreamingHttpResponse  # Django 1.5+
+    except ImportError:
+        return HttpResponse(chunks())
+    return StreamingHttpResponse(chunks())
+
+
+def rows(request):
+    """The rows of table `served` through the default connection."""
+    cursor = connections["default"].cursor()
+    cursor.execute("SELECT x FROM served ORDER BY x")
+    return HttpResponse(",".join(str(row[0]) for row in cursor.fetchall()))
+
+
+def server_error(request):
+    return HttpResponse("server error", status=500)
+
+
+handler500 = server_error
+
+urlpatterns = [
+    url(r"^ok/$", ok),
+    url(r"^alias/$", alias),
+    url(r"^boom/$", boom),
+    url(r"^stream/$", stream),
+    url(r"^rows/$", rows),
+]

@@ -1,0 +1,236 @@
+"""Route every writing request to the configured databases, optionally sticky per client.
+
+Settings::
+
+    CONNLOCAL_SHIM = {
+        "ROUTE_WRITES": {"default": "master"},   # alias -> alias, as route_connections(**...)
+        "STICKY_SECONDS": 15,                     # 0 (default): only the writing request itself
+        "PIN_COOKIE": "connlocal_pin",            # the cookie that pins a client after a write
+    }
+    MIDDLEWARE = ["connlocal_shim.middleware.ConnectionPinningMiddleware", ...]
+    # or MIDDLEWARE_CLASSES on Django before 1.10: the same class works in both.
+
+A request with an unsafe method (POST, PUT, PATCH, DELETE) runs with its aliases re-pointed
+(for its thread only), including while a streaming response's content is produced; with
+STICKY_SECONDS, the client's next requests for that many seconds are routed too, so it reads
+its own writes (the pinning of django-multidb-router). Routing is restored even when the view
+raises. A misconfiguration raises ImproperlyConfigured when the middleware is loaded (and shows
+as a system check error on Django 1.7+).
+"""
+import threading
+
+from connlocal_shim.compat import string_types
+from connlocal_shim.routing import RouteConnections
+
+UNSAFE_METHODS = frozenset(["POST", "PUT", "PATCH", "DELETE"])
+SETTING = "CONNLOCAL_SHIM"
+DEFAULT_PIN_COOKIE = "connlocal_pin"
+_ROUTED = "_connlocal_shim_routed"  # request attribute: routing entered in process_request
+# Routes entered by process_request that no process_response/process_exception has left yet,
+# per thread: request_finished leaves them (Django skips response middleware when the 500
+# handler itself fails, or with DEBUG_PROPAGATE_EXCEPTIONS).
+_pending = threading.local()
+
+
+def _pending_routes():
+    try:
+        return _pending.routes
+    except AttributeError:
+        routes = _pending.routes = []
+        return routes
+
+
+def leave_pending_routes(**kwargs):
+    """request_finished receiver: nothing routed by a request outlives it on its thread."""
+    routes = _pending_routes()
+    while routes:
+        routes.pop().exit()
+
+
+class PinningConfig(object):
+    """The middleware's settings, validated."""
+
+    def __init__(self, route_writes, sticky_seconds, pin_cookie):
+        self.route_writes = route_writes
+        self.sticky_seconds = sticky_seconds
+        self.pin_cookie = pin_cookie
+
+
+def config_errors(settings=None):
+    """Every problem of settings.CONNLOCAL_SHIM for the middleware, as sentences."""
+    if settings is None:
+        from django.conf import settings
+    config = getattr(settings, SETTING, None)
+    if not isinstance(config, dict):
+        return ["settings.%s must be a dict with a 'ROUTE_WRITES' entry, such as "
+                "{'ROUTE_WRITES': {'default': 'master'}}; it is %r" % (SETTING, config)]
+    errors = []
+    known = getattr(settings, "DATABASES", {}) or {}
+    route_writes = config.get("ROUTE_WRITES")
+    if not isinstance(route_writes, dict) or not route_writes:
+        errors.append("%s['ROUTE_WRITES'] must be a non-empty dict of alias -> alias, such as "
+                      "{'default': 'master'}; it is %r" % (SETTING, route_writes))
+    else:
+        for alias, target in sorted(route_writes.items()):
+            for name in (alias, target):
+                if not isinstance(name, string_types):
+                    errors.append("%s['ROUTE_WRITES'] maps aliases (strings), not %r"
+                                  % (SETTING, name))
+                elif name not in known:
+                    errors.append("%s['ROUTE_WRITES'] names %r, which is not in DATABASES "
+                                  "(known: %s)" % (SETTING, name, ", ".join(sorted(known))))
+    sticky = config.get("STICKY_SECONDS", 0)
+    if isinstance(sticky, bool) or not isinstance(sticky, (int, float)) or sticky < 0:
+        errors.append("%s['STICKY_SECONDS'] must be a number of seconds >= 0, not %r"
+                      % (SETTING, sticky))
+    cookie = config.get("PIN_COOKIE", DEFAULT_PIN_COOKIE)
+    if not isinstance(cookie, string_types) or not cookie:
+        errors.append("%s['PIN_COOKIE'] must be a non-empty cookie name, not %r"
+                      % (SETTING, cookie))
+    unknown = sorted(set(config) - set(["ROUTE_WRITES", "STICKY_SECONDS", "PIN_COOKIE"]))
+    if unknown:
+        errors.append("%s has unknown keys: %s (known: ROUTE_WRITES, STICKY_SECONDS, "
+                      "PIN_COOKIE)" % (SETTING, ", ".join(map(repr, unknown))))
+    return errors
+
+
+def load_config(settings=None):
+    if settings is None:
+        from django.conf import settings
+    errors = config_errors(settings)
+    if errors:
+        from django.core.exceptions import ImproperlyConfigured
+
+        raise ImproperlyConfigured("connlocal_shim: " + "; ".join(errors))
+    config = getattr(settings, SETTING)
+    return PinningConfig(
+        dict(config["ROUTE_WRITES"]),
+        config.get("STICKY_SECONDS", 0),
+        config.get("PIN_COOKIE", DEFAULT_PIN_COOKIE),
+    )
+
+
+def _content_is_iterator(response):
+    """An HttpResponse made from an iterator, consumed after the middleware returned: before
+    Django 1.5 (StreamingHttpResponse) that was how a response streamed."""
+    if getattr(response, "_base_content_is_iter", False):  # Django 1.4
+        return True
+    return getattr(response, "_is_string", True) is False  # Django 1.2/1.3
+
+
+class ConnectionPinningMiddleware(object):
+    """Routes writing requests (and, with STICKY_SECONDS, the writer's next requests) to
+    CONNLOCAL_SHIM['ROUTE_WRITES']; works in MIDDLEWARE and MIDDLEWARE_CLASSES."""
+
+    def __init__(self, get_response=None):
+        from django.core.signals import request_finished
+
+        self.get_response = get_response
+        self.config = load_config()
+        self.route = RouteConnections(**self.config.route_writes)
+        request_finished.connect(
+            leave_pending_routes, weak=False, dispatch_uid="connlocal_shim.middleware"
+        )
+
+    def pinned(self, request):
+        if request.method in UNSAFE_METHODS:
+            return True
+        return bool(self.config.sticky_seconds) and self.config.pin_cookie in request.COOKIES
+
+    # -- MIDDLEWARE (Django 1.10+) ----------------------------------------------------------
+
+    def __call__(self, request):
+        if not self.pinned(request):
+            return self.get_response(request)
+        self.route.enter()
+        try:
+            response = self.get_response(request)
+        except BaseException:
+            self.route.exit()
+            raise
+        return self._leave(request, response)
+
+    # -- MIDDLEWARE_CLASSES (before Django 2.0) ---------------------------------------------
+
+    def process_request(self, request):
+        if self.pinned(request):
+            self.route.enter()
+            setattr(request, _ROUTED, True)
+            _pending_routes().append(self.route)
+        return None
+
+    def process_exception(self, request, exception):
+        # The view raised: leave now, Django may not call process_response (see _pending).
+        if self._take(request):
+            self.route.exit()
+        return None
+
+    def process_response(self, request, response):
+        # Also called for a request that an earlier middleware answered before
+        # process_request ran: then there is nothing to leave.
+        if self._take(request):
+            return self._leave(request, response)
+        return response
+
+    def _take(self, request):
+        if not getattr(request, _ROUTED, False):
+            return False
+        setattr(request, _ROUTED, False)
+        routes = _pending_routes()
+        if self.route in routes:
+            routes.remove(self.route)
+        return True
+
+    # -- leaving ----------------------------------------------------------------------------
+
+    def _leave(self, request, response):
+        if request.method in UNSAFE_METHODS and self.config.sticky_seconds:
+            response.set_cookie(
+                self.config.pin_cookie, "1", max_age=int(self.config.sticky_seconds)
+            )
+        if getattr(response, "streaming", False):  # StreamingHttpResponse, Django 1.5+
+            response.streaming_content = self._routed_until_done(response.streaming_content)
+        elif _content_is_iterator(response):
+            response._container = self._routed_until_done(response._container)
+        else:
+            self.route.exit()
+        return response
+
+    def _routed_until_done(self, content):
+        return RoutedContent(content, self.route)
+
+
+class RoutedContent(object):
+    """A response's content, produced with routing still in place: routing ends when the
+    content is exhausted or when the response is closed, whichever comes first (a response
+    that is closed before anyone iterates it, such as the answer to a HEAD request, too)."""
+
+    def __init__(self, content, route):
+        self.content = iter(content)
+        self.route = route
+        self.routed = True
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        try:
+            return next(self.content)
+        except StopIteration:
+            self.close()
+            raise
+        except BaseException:
+            self.close()
+            raise
+
+    next = __next__  # Python 2
+
+    def close(self):
+        if self.routed:
+            self.routed = False
+            try:
+                close = getattr(self.content, "close", None)
+                if close is not None:
+                    close()
+            finally:
+                self.route.exit()

@@ -1,0 +1,190 @@
+"""The pinning middleware, in both middleware styles, through Django's test client and a real
+threaded WSGI server (middleware.py, checks.py)."""
+import threading
+
+import pytest
+
+import support
+import web
+from support import ThreadResult
+from web import settings_changed
+
+PATH = "connlocal_shim.middleware.ConnectionPinningMiddleware"
+ROUTE = {"ROUTE_WRITES": {"default": "other"}}
+
+
+def styles():
+    from django.conf import global_settings
+
+    found = []
+    if hasattr(global_settings, "MIDDLEWARE_CLASSES"):
+        found.append("MIDDLEWARE_CLASSES")
+    if hasattr(global_settings, "MIDDLEWARE"):
+        found.append("MIDDLEWARE")
+    return found
+
+
+ALL_STYLES = ("MIDDLEWARE_CLASSES", "MIDDLEWARE")
+
+
+def middleware_settings(style, config=ROUTE):
+    if style not in styles():
+        pytest.skip("this Django has no %s setting (%s middleware)" % (
+            style, "old-style" if style == "MIDDLEWARE_CLASSES" else "new-style"))
+    values = {"CONNLOCAL_SHIM": config, style: [PATH]}
+    if style == "MIDDLEWARE_CLASSES" and "MIDDLEWARE" in styles():
+        values["MIDDLEWARE"] = None  # Django 1.10 reads MIDDLEWARE first when it is set
+    return settings_changed(**values)
+
+
+def client():
+    from django.test import Client
+
+    return Client()
+
+
+def default_alias():
+    from django.db import connections
+
+    return connections["default"].alias
+
+
+def body(response):
+    if getattr(response, "streaming", False):
+        return b"".join(response.streaming_content).decode("utf-8")
+    return response.content.decode("utf-8")
+
+
+@pytest.mark.parametrize("style", ALL_STYLES)
+def test_a_write_is_routed_and_a_read_is_not(style):
+    with middleware_settings(style):
+        browser = client()
+        assert body(browser.post("/alias/")) == "other,other"
+        assert default_alias() == "default"
+        assert body(browser.get("/alias/")) == "default,default"
+        for method in ("put", "delete"):
+            assert body(getattr(browser, method)("/alias/")) == "other,other"
+    assert default_alias() == "default"
+
+
+@pytest.mark.parametrize("style", ALL_STYLES)
+def test_routing_is_restored_when_the_view_raises(style):
+    from site_urls import ViewError
+
+    with middleware_settings(style):
+        with pytest.raises(ViewError) as raised:
+            client().post("/boom/")
+    assert "failed with other" in str(raised.value)
+    assert default_alias() == "default"
+
+
+@pytest.mark.parametrize("style", ALL_STYLES)
+def test_routing_lasts_while_streaming_content_is_produced(style):
+    with middleware_settings(style):
+        response = client().post("/stream/")
+        assert body(response) == "other;other;other;"
+        response.close()
+    assert default_alias() == "default"
+
+
+@pytest.mark.parametrize("style", ALL_STYLES)
+def test_sticky_pinning_routes_the_writers_next_reads(style):
+    config = dict(ROUTE, STICKY_SECONDS=30)
+    with middleware_settings(style, config):
+        writer, other_client = client(), client()
+        response = writer.post("/alias/")
+        assert body(response) == "other,other"
+        cookie = response.cookies["connlocal_pin"]
+        assert int(cookie["max-age"]) == 30
+        assert body(writer.get("/alias/")) == "other,other", "the writer reads its writes"
+        assert body(other_client.get("/alias/")) == "default,default"
+    assert default_alias() == "default"
+
+
+@pytest.mark.parametrize("config,problem", [
+    ({"ROUTE_WRITES": {"default": "replica"}}, "'replica', which is not in DATABASES"),
+    ({"ROUTE_WRITES": {"replica": "default"}}, "'replica', which is not in DATABASES"),
+    ({"ROUTE_WRITES": {}}, "must be a non-empty dict"),
+    ({}, "must be a non-empty dict"),
+    ("default", "must be a dict"),
+    ({"ROUTE_WRITES": {"default": "other"}, "STICKY_SECONDS": -1}, "STICKY_SECONDS"),
+    ({"ROUTE_WRITES": {"default": "other"}, "STICKY_SECONDS": "15"}, "STICKY_SECONDS"),
+    ({"ROUTE_WRITES": {"default": "other"}, "PIN_COOKIE": ""}, "PIN_COOKIE"),
+    ({"ROUTE_WRITES": {"default": "other"}, "STICKY": 5}, "unknown keys: 'STICKY'"),
+])
+def test_a_misconfiguration_is_refused_when_the_middleware_loads(config, problem):
+    from django.core.exceptions import ImproperlyConfigured
+
+    from connlocal_shim.middleware import ConnectionPinningMiddleware
+
+    with settings_changed(CONNLOCAL_SHIM=config):
+        with pytest.raises(ImproperlyConfigured) as raised:
+            ConnectionPinningMiddleware(lambda request: None)
+    assert problem in str(raised.value)
+
+
+def test_a_misconfiguration_is_a_system_check_error():
+    try:
+        from django.core.checks import run_checks
+    except ImportError:
+        pytest.skip("no system check framework here (django.core.checks.run_checks)")
+    with settings_changed(CONNLOCAL_SHIM={"ROUTE_WRITES": {"default": "replica"}}):
+        errors = [e for e in run_checks() if e.id == "connlocal_shim.E001"]
+    assert len(errors) == 1 and "'replica'" in errors[0].msg
+    assert [e for e in run_checks() if e.id == "connlocal_shim.E001"] == []
+
+
+def test_through_a_real_threaded_wsgi_server():
+    from django.core.handlers.wsgi import WSGIHandler
+
+    style = styles()[-1]
+    with middleware_settings(style, dict(ROUTE, STICKY_SECONDS=30)):
+        with web.ThreadedServer(WSGIHandler()) as server:
+            start = threading.Event()
+
+            def client_thread(index):
+                start.wait(30)
+                seen = []
+                for n in range(6):
+                    method = "POST" if (n + index) % 2 else "GET"
+                    status, text, _ = web.http(server.url + "/alias/", method)
+                    seen.append((method, status, text))
+                status, text, cookie = web.http(server.url + "/alias/", "POST")
+                pinned = web.http(server.url + "/alias/", "GET", cookie.split(";")[0])
+                return seen, pinned
+
+            clients = [ThreadResult(client_thread, index) for index in range(8)]
+            start.set()
+            for worker in clients:
+                seen, pinned = worker.result(timeout=120)
+                for method, status, text in seen:
+                    expected = "other,other" if method == "POST" else "default,default"
+                    assert (status, text) == (200, expected), (method, status, text)
+                assert pinned[:2] == (200, "other,other")
+    assert default_alias() == "default"
+
+
+def test_an_http_server_thread_serves_the_test_threads_in_memory_rows():
+    """What Django 1.4's LiveServerTestCase needed: rows made by the test thread in an in-memory
+    sqlite database, served by a real HTTP server thread through shared_connection and
+    route_connections (on Django 1.2/1.3, with the backport)."""
+    from django.core.handlers.wsgi import WSGIHandler
+    from django.db import connections
+
+    from connlocal_shim import route_connections, shared_connection
+
+    memory = connections["memory"]
+    own = type(memory)(memory.settings_dict, "memory")
+    support.query(own, "CREATE TABLE served (x INTEGER)")
+    support.query(own, "INSERT INTO served VALUES (11)")
+    support.query(own, "INSERT INTO served VALUES (12)")
+    django_app = WSGIHandler()
+    with route_connections(memory=own), shared_connection("memory") as shared:
+
+        def app(environ, start_response):
+            with route_connections(default=shared):
+                return list(django_app(environ, start_response))
+
+        with web.ThreadedServer(app, threaded=False) as server:
+            assert web.http(server.url + "/rows/")[:2] == (200, "11,12")
+    own.connection.close()
