@@ -171,8 +171,8 @@ def detect():
             % ("no _connections attribute" if storage is None else type(storage).__name__)
         )
     # Per-thread `connections[alias] = wrapper` came with the thread-local handler (#17258);
-    # `del connections[alias]` only with Django 3.2's BaseConnectionHandler: the backport adds
-    # both, a native handler keeps what it has.
+    # `del connections[alias]` with Django 1.6: the backport adds both, a native handler keeps
+    # what it has.
     if features.thread_local_handler == MISSING:
         features.handler_setitem = _state(hasattr(handler_class, "__setitem__"))
         features.handler_delitem = _state(hasattr(handler_class, "__delitem__"))

@@ -25,26 +25,35 @@ from connlocal_shim.routing import RouteConnections
 UNSAFE_METHODS = frozenset(["POST", "PUT", "PATCH", "DELETE"])
 SETTING = "CONNLOCAL_SHIM"
 DEFAULT_PIN_COOKIE = "connlocal_pin"
-_ROUTED = "_connlocal_shim_routed"  # request attribute: routing entered in process_request
-# Routes entered by process_request that no process_response/process_exception has left yet,
-# per thread: request_finished leaves them (Django skips response middleware when the 500
-# handler itself fails, or with DEBUG_PROPAGATE_EXCEPTIONS).
+_ROUTED = "_connlocal_shim_routed"  # request attribute: the token of the routing it entered
+# Tokens of the routes process_request entered and nothing has left yet, per thread. Django skips
+# process_response when the 500 handler itself fails or DEBUG_PROPAGATE_EXCEPTIONS is set (and
+# then, since Django 1.5, sends no request_finished): got_request_exception, request_finished and
+# the thread's next process_request leave what is still pending, so nothing routed by a request
+# outlives it on its thread.
 _pending = threading.local()
 
 
-def _pending_routes():
+class _Token(object):
+    __slots__ = ("route",)
+
+    def __init__(self, route):
+        self.route = route
+
+
+def _pending_tokens():
     try:
-        return _pending.routes
+        return _pending.tokens
     except AttributeError:
-        routes = _pending.routes = []
-        return routes
+        tokens = _pending.tokens = []
+        return tokens
 
 
 def leave_pending_routes(**kwargs):
-    """request_finished receiver: nothing routed by a request outlives it on its thread."""
-    routes = _pending_routes()
-    while routes:
-        routes.pop().exit()
+    """Leave every route of this thread's requests that no response has left."""
+    tokens = _pending_tokens()
+    while tokens:
+        tokens.pop().route.exit()
 
 
 class PinningConfig(object):
@@ -128,9 +137,12 @@ class ConnectionPinningMiddleware(object):
         self.get_response = get_response
         self.config = load_config()
         self.route = RouteConnections(**self.config.route_writes)
-        request_finished.connect(
-            leave_pending_routes, weak=False, dispatch_uid="connlocal_shim.middleware"
-        )
+        from django.core.signals import got_request_exception
+
+        for signal in (request_finished, got_request_exception):
+            signal.connect(
+                leave_pending_routes, weak=False, dispatch_uid="connlocal_shim.middleware"
+            )
 
     def pinned(self, request):
         if request.method in UNSAFE_METHODS:
@@ -153,10 +165,12 @@ class ConnectionPinningMiddleware(object):
     # -- MIDDLEWARE_CLASSES (before Django 2.0) ---------------------------------------------
 
     def process_request(self, request):
+        leave_pending_routes()  # left over by an earlier request of this thread
         if self.pinned(request):
             self.route.enter()
-            setattr(request, _ROUTED, True)
-            _pending_routes().append(self.route)
+            token = _Token(self.route)
+            setattr(request, _ROUTED, token)
+            _pending_tokens().append(token)
         return None
 
     def process_exception(self, request, exception):
@@ -173,12 +187,15 @@ class ConnectionPinningMiddleware(object):
         return response
 
     def _take(self, request):
-        if not getattr(request, _ROUTED, False):
+        """Whether this request's routing is still to be left (then it is ours to leave)."""
+        token = getattr(request, _ROUTED, None)
+        if token is None:
             return False
-        setattr(request, _ROUTED, False)
-        routes = _pending_routes()
-        if self.route in routes:
-            routes.remove(self.route)
+        setattr(request, _ROUTED, None)
+        tokens = _pending_tokens()
+        if token not in tokens:
+            return False  # already left by leave_pending_routes()
+        tokens.remove(token)
         return True
 
     # -- leaving ----------------------------------------------------------------------------

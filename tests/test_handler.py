@@ -53,8 +53,8 @@ def test_assigning_an_alias_repoints_it_for_the_calling_thread_only():
 
 @pytest.mark.skipif(
     FEATURES.handler_delitem == "unavailable",
-    reason="the native thread-local handler has no __delitem__ (added with Django 3.2's "
-    "BaseConnectionHandler; connlocal_shim adds it only with the backport)",
+    reason="the native thread-local handler has no __delitem__ (connlocal_shim adds it only "
+    "with the backport)",
 )
 def test_deleting_an_alias_affects_the_calling_thread_only():
     handler = connections()

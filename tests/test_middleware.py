@@ -79,6 +79,18 @@ def test_routing_is_restored_when_the_view_raises(style):
 
 
 @pytest.mark.parametrize("style", ALL_STYLES)
+def test_routing_is_restored_when_django_propagates_the_exception(style):
+    """DEBUG_PROPAGATE_EXCEPTIONS: Django runs no response middleware after the view raised."""
+    from site_urls import ViewError
+
+    with middleware_settings(style), settings_changed(DEBUG_PROPAGATE_EXCEPTIONS=True):
+        with pytest.raises(ViewError):
+            client().post("/boom/")
+        assert default_alias() == "default"
+        assert body(client().get("/alias/")) == "default,default"
+
+
+@pytest.mark.parametrize("style", ALL_STYLES)
 def test_routing_lasts_while_streaming_content_is_produced(style):
     with middleware_settings(style):
         response = client().post("/stream/")
