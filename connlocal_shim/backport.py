@@ -22,6 +22,7 @@ import threading
 import warnings
 
 from connlocal_shim.compat import get_ident
+from connlocal_shim.context import context_routing_handler_class
 from connlocal_shim.exceptions import ConnlocalShimWarning
 from connlocal_shim.features import MISSING, detect
 from connlocal_shim.handler import ThreadConnections, thread_local_handler_class
@@ -64,6 +65,7 @@ class Installation(object):
         self.recorded_classes = set()
         self.originals = {}  # alias -> (wrapper object captured before install, settings_dict)
         self.thread_ident = get_ident()
+        self.context_routing = False
 
     # -- install ----------------------------------------------------------------------------
 
@@ -332,6 +334,40 @@ def uninstall():
         reverted = len(installation.registry)
         installation.revert()
         logger.info("connlocal_shim: uninstalled (%d patches reverted)", reverted)
+
+
+def enable_context_routing():
+    """Give django.db.connections the per-context overlay of route_connections, once.
+
+    Called by route_connections on its first use where Django keeps connections in asgiref's
+    Local (Django 3.0+); installs first if needed. A site that never routes pays nothing.
+    """
+    with _lock:
+        install()
+        installation = _installation
+        if installation is None:
+            from django.core.exceptions import ImproperlyConfigured
+
+            raise ImproperlyConfigured(
+                "connlocal_shim: cannot route connections, install() refused: %s" % _refusal
+            )
+        if installation.context_routing:
+            return
+        handler = installation.features.targets.connections
+        record = installation.registry.apply(AttributePatch(
+            handler, "__class__", context_routing_handler_class(type(handler)),
+            "django.db.connections",
+            "route_connections re-points aliases per asyncio task (a ContextVar overlay the "
+            "handler reads first)",
+        ))
+        installation.context_routing = True
+        logger.info("connlocal_shim: per-task routing enabled on first use of route_connections")
+        logger.debug("connlocal_shim: patched %s: %s", record.describe(), record.why)
+
+
+def context_routing_enabled():
+    installation = _installation
+    return installation is not None and installation.context_routing
 
 
 def is_installed():

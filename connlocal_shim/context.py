@@ -1,13 +1,72 @@
-"""Where route_connections keeps each thread's stack of entered blocks."""
+"""Where route_connections keeps its state: per thread, or per context (asyncio task).
+
+Up to Django 2.2 connections live in a threading.local, and route_connections re-points an
+alias with ``connections[alias] = wrapper`` for the thread. Django 3.0+ keeps them in asgiref's
+``Local(thread_critical=True)``: an async view's ORM calls run in a sync_to_async thread that
+never sees what its task set there, and tasks that share that thread would see each other's.
+There route_connections keeps an overlay ``{alias: target}`` in a ContextVar, which follows the
+task into sync_to_async and async_to_sync, and the handler consults it first
+(:func:`context_routing_handler_class`, applied through the registry on first use).
+"""
 import threading
 
-_local = threading.local()
+try:
+    import contextvars
+except ImportError:  # Python < 3.7: per-thread routing only
+    contextvars = None
+
+_thread_state = threading.local()
+
+if contextvars is not None:
+    ROUTES = contextvars.ContextVar("connlocal_shim_routes", default=None)
+    CONTEXT_FRAMES = contextvars.ContextVar("connlocal_shim_frames", default=())
+else:
+    ROUTES = CONTEXT_FRAMES = None
 
 
-def current_frames():
+def thread_frames():
     """The current thread's list of route_connections frames, outermost first."""
     try:
-        return _local.frames
+        return _thread_state.frames
     except AttributeError:
-        frames = _local.frames = []
+        frames = _thread_state.frames = []
         return frames
+
+
+class OwnAlias(object):
+    """An overlay target: the looking-up thread's own connection to ``alias``."""
+
+    __slots__ = ("alias",)
+
+    def __init__(self, alias):
+        self.alias = alias
+
+    def __repr__(self):
+        return "OwnAlias(%r)" % (self.alias,)
+
+
+def context_routing_handler_class(handler_class):
+    """A subclass of the (native) connections handler whose ``__getitem__`` first consults the
+    context's overlay. Without routing, the cost is one ContextVar lookup."""
+    native_getitem = handler_class.__getitem__
+    routes_var = ROUTES
+
+    class ContextRoutedConnectionHandler(handler_class):
+        """django.db.connections, routed per asyncio task by connlocal_shim.route_connections."""
+
+        def __getitem__(self, alias):
+            routes = routes_var.get()
+            if routes:
+                target = routes.get(alias)
+                if target is not None:
+                    if type(target) is OwnAlias:
+                        return native_getitem(self, target.alias)
+                    return target
+            return native_getitem(self, alias)
+
+        def own(self, alias):
+            """The calling thread's own connection to ``alias``, whatever is routed."""
+            return native_getitem(self, alias)
+
+    ContextRoutedConnectionHandler.__module__ = __name__
+    return ContextRoutedConnectionHandler

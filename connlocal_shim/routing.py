@@ -23,7 +23,8 @@ import threading
 import wrapt
 
 from connlocal_shim.compat import get_ident, string_types
-from connlocal_shim.context import current_frames
+from connlocal_shim import context
+from connlocal_shim.context import thread_frames
 
 ACCEPTED = (
     "an alias string (such as 'master'), a DatabaseWrapper (such as one shared by another "
@@ -252,15 +253,19 @@ def shared_connection(alias="default"):
 # -- route_connections ----------------------------------------------------------------------------
 
 class _Frame(object):
-    """What one entered block changed: (alias, previous wrapper) pairs and what it created."""
+    """What one entered block changed and must undo."""
 
-    __slots__ = ("saved", "created", "used", "transaction_states")
+    __slots__ = ("saved", "created", "used", "transaction_states", "token", "previous_routes",
+                 "previous_frames")
 
     def __init__(self):
-        self.saved = []
-        self.created = []
-        self.used = []
-        self.transaction_states = []
+        self.saved = []  # (alias, wrapper it pointed to): per-thread routing
+        self.created = []  # (factory, wrapper): disposed of on exit
+        self.used = []  # what the block routed to, for close_connections
+        self.transaction_states = []  # Django 1.2: (alias, stashed transaction state)
+        self.token = None  # per-context routing: the ContextVar token of the overlay
+        self.previous_routes = None
+        self.previous_frames = None
 
 
 def _stash_transaction_state(alias):
@@ -284,6 +289,18 @@ def _restore_transaction_state(alias, stashed):
         per_alias.pop(alias, None)
         if present:
             per_alias[alias] = value
+
+
+def _routes_per_context(handler):
+    """Whether routing must follow asyncio tasks: Django keeps connections in asgiref's Local
+    (Django 3.0+), and contextvars exist (Python 3.7+). Enables the handler's overlay."""
+    if context.ROUTES is None or isinstance(vars(handler).get("_connections"), (dict, threading.local)):
+        return False
+    from connlocal_shim.backport import context_routing_enabled, enable_context_routing
+
+    if not context_routing_enabled():
+        enable_context_routing()
+    return True
 
 
 class RouteConnections(object):
@@ -310,53 +327,65 @@ class RouteConnections(object):
             parts.append("close_connections=True")
         return "route_connections(%s)" % ", ".join(parts)
 
-    # -- entering and leaving ---------------------------------------------------------------
+    # -- resolving ---------------------------------------------------------------------------
 
-    def _own(self, handler, frames, alias):
-        """The thread's own connection to ``alias``: what it was before any block re-pointed it."""
-        for frame in frames:
-            for target, previous in frame.saved:
-                if target == alias:
-                    return previous
-        return handler[alias]
-
-    def _resolve(self, handler, frames, frame):
+    def _resolve(self, handler, own, frame, shareable):
+        """Every (alias, target) of the block, before anything is re-pointed. ``own(name)``
+        gives the target an alias string stands for; factories' wrappers are made shareable
+        where the block's queries may run in other threads of its task."""
         resolved = []
         for alias, value in self.aliases:
             check_alias(alias, handler)
             if isinstance(value, string_types):
                 check_alias(value, handler)
-                wrapper = self._own(handler, frames, value)
+                target = own(value)
             elif isinstance(value, ConnectionFactory):
-                wrapper = value.create()
-                frame.created.append((value, wrapper))
+                target = value.create()
+                sharing = (share(target),) if shareable else None
+                frame.created.append((value, target, sharing))
             elif is_wrapper(value):
-                wrapper = value
+                target = value
             elif callable(value):
-                wrapper = value()
-                if not is_wrapper(wrapper):
+                target = value()
+                if not is_wrapper(target):
                     raise TypeError(
                         "connlocal_shim: route_connections(%s=%r) called it and got %s, not a "
-                        "DatabaseWrapper" % (alias, value, type(wrapper).__name__)
+                        "DatabaseWrapper" % (alias, value, type(target).__name__)
                     )
             else:
                 raise TypeError(
                     "connlocal_shim: route_connections(%s=...) got %s; it accepts %s"
                     % (alias, type(value).__name__, ACCEPTED)
                 )
-            resolved.append((alias, wrapper))
+            resolved.append((alias, target))
         return resolved
 
+    # -- entering and leaving ---------------------------------------------------------------
+
     def enter(self):
+        """Re-point the aliases; return {alias: wrapper} of what they now point to."""
         handler = _handler()
         _require_thread_local(handler)
-        frames = current_frames()
         frame = _Frame()
         try:
-            resolved = self._resolve(handler, frames, frame)
+            if _routes_per_context(handler):
+                return self._enter_context(handler, frame)
+            return self._enter_thread(handler, frame)
         except BaseException:
             self._dispose(frame)
             raise
+
+    def _enter_thread(self, handler, frame):
+        frames = thread_frames()
+
+        def own(alias):  # what it was before any block of this thread re-pointed it
+            for outer in frames:
+                for target, previous in outer.saved:
+                    if target == alias:
+                        return previous
+            return handler[alias]
+
+        resolved = self._resolve(handler, own, frame, shareable=False)
         # Every value is resolved: now re-point, remembering what each alias pointed to.
         for alias, wrapper in resolved:
             frame.saved.append((alias, handler[alias]))
@@ -368,25 +397,50 @@ class RouteConnections(object):
         frames.append(frame)
         return dict(resolved)
 
+    def _enter_context(self, handler, frame):
+        resolved = self._resolve(handler, context.OwnAlias, frame, shareable=True)
+        frame.previous_routes = context.ROUTES.get()
+        routes = dict(frame.previous_routes or {})
+        routes.update(resolved)
+        frame.used = [target for _, target in resolved]
+        frame.token = context.ROUTES.set(routes)
+        frame.previous_frames = context.CONTEXT_FRAMES.get()
+        context.CONTEXT_FRAMES.set(frame.previous_frames + (frame,))
+        return dict((alias, handler[alias]) for alias, _ in resolved)
+
     def exit(self):
-        frames = current_frames()
-        if not frames:
-            raise RuntimeError("connlocal_shim: route_connections exited more often than entered")
-        frame = frames.pop()
-        handler = _handler()
-        try:
+        """Point every alias back where it pointed before enter(), in reverse order."""
+        frames = context.CONTEXT_FRAMES.get() if context.CONTEXT_FRAMES is not None else ()
+        if frames:
+            frame = frames[-1]
+            try:
+                context.ROUTES.reset(frame.token)
+            except ValueError:  # left from another context than the one that entered
+                context.ROUTES.set(frame.previous_routes)
+            context.CONTEXT_FRAMES.set(frame.previous_frames)
+        else:
+            thread_stack = thread_frames()
+            if not thread_stack:
+                raise RuntimeError(
+                    "connlocal_shim: route_connections exited more often than entered"
+                )
+            frame = thread_stack.pop()
+            handler = _handler()
             for alias, previous in reversed(frame.saved):
                 handler[alias] = previous
             for alias, stashed in reversed(frame.transaction_states):
                 _restore_transaction_state(alias, stashed)
+        try:
             if self.close_connections:
                 self._close_used(frame)
         finally:
             self._dispose(frame)
 
     def _close_used(self, frame):
-        created = set(id(wrapper) for _, wrapper in frame.created)
-        for wrapper in frame.used:
+        handler = _handler()
+        created = set(id(created_wrapper) for _, created_wrapper, _ in frame.created)
+        for target in frame.used:
+            wrapper = handler.own(target.alias) if type(target) is context.OwnAlias else target
             if id(wrapper) in created:
                 continue  # disposed of by its factory
             if getattr(wrapper, "_thread_ident", get_ident()) != get_ident():
@@ -396,7 +450,9 @@ class RouteConnections(object):
             wrapper.close()
 
     def _dispose(self, frame):
-        for factory, wrapper in reversed(frame.created):
+        for factory, wrapper, sharing in reversed(frame.created):
+            if sharing is not None:
+                unshare(wrapper, sharing[0])
             factory.dispose(wrapper)
         del frame.created[:]
 

@@ -1,4 +1,6 @@
 """The URLconf of the tests' settings: small views that report which database they used."""
+import sys
+
 from django.db import connections
 from django.http import HttpResponse
 
@@ -64,3 +66,8 @@ urlpatterns = [
     url(r"^stream/$", stream),
     url(r"^rows/$", rows),
 ]
+
+if sys.version_info >= (3, 5):  # async def parses
+    from async_cases import async_alias
+
+    urlpatterns.append(url(r"^async-alias/$", async_alias))

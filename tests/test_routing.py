@@ -339,3 +339,73 @@ def test_without_the_backport_routing_says_how_to_install_it():
     out, _, _ = support.run_python(NOT_INSTALLED)
     assert "REFUSED connlocal_shim: connections are shared by all threads" in out
     assert "INSTALLED_APPS" in out
+
+
+# -- async ----------------------------------------------------------------------------------------
+
+PER_TASK = FEATURES.async_local
+requires_per_task = pytest.mark.skipif(
+    not PER_TASK,
+    reason="connections are thread-local only here (no asgiref Local): routing follows threads, "
+    "there are no async tasks to keep apart",
+)
+try:
+    import async_cases
+except SyntaxError:  # Python 2: no async def
+    async_cases = None
+requires_async_def = pytest.mark.skipif(async_cases is None, reason="no async def on this Python")
+
+
+@requires_async_def
+@requires_per_task
+def test_concurrent_tasks_routed_differently_never_see_each_others_routing():
+    other, memory, plain = async_cases.run(async_cases.concurrent_tasks(route_connections))
+    assert other == (("other", "other"), ("other", "other"))
+    assert memory == (("memory", "memory"), ("memory", "memory"))
+    assert plain == ("default", "default")
+    assert connections()["default"].alias == "default"
+
+
+@requires_async_def
+def test_decorating_a_coroutine_function_keeps_it_one():
+    import asyncio
+
+    if not PER_TASK:
+        pytest.skip("connections are thread-local only here (no asgiref Local): the ORM of a "
+                    "coroutine runs in sync_to_async threads only with asgiref")
+    view = async_cases.decorated_coroutine(route_connections)
+    assert inspect.iscoroutinefunction(view) and asyncio.iscoroutinefunction(view)
+    assert view.__name__ == "view" and view.__doc__ == "An async view."
+    assert str(inspect.signature(view)) == "(answer=42)"
+    assert async_cases.run(view(answer=7)) == ("other", 7)
+    assert connections()["default"].alias == "default"
+
+
+def async_client():
+    try:
+        from django.test import AsyncClient
+    except ImportError:
+        pytest.skip("no async views here (django.test.AsyncClient)")
+    return AsyncClient()
+
+
+@requires_async_def
+@requires_per_task
+def test_concurrent_async_requests_routed_differently_never_see_each_others_routing():
+    client = async_client()
+    routes = ["other", "memory", "", "other", "memory", ""]
+    seen = async_cases.run(async_cases.concurrent_requests(client, routes))
+    assert seen == [route or "default" for route in routes]
+
+
+@requires_async_def
+@requires_per_task
+def test_the_middleware_routes_concurrent_async_writes_only():
+    from test_middleware import middleware_settings
+
+    client = async_client()
+    methods = ["POST", "GET", "POST", "GET", "GET", "POST"]
+    with middleware_settings("MIDDLEWARE"):
+        seen = async_cases.run(async_cases.concurrent_writes_and_reads(client, methods))
+    assert seen == ["other" if m == "POST" else "default" for m in methods]
+    assert connections()["default"].alias == "default"

@@ -1,0 +1,89 @@
+"""Async code for the routing tests (imported only where ``async def`` parses)."""
+import asyncio
+
+
+def run(coroutine):
+    loop = asyncio.new_event_loop()
+    try:
+        return loop.run_until_complete(coroutine)
+    finally:
+        loop.close()
+
+
+async def concurrent_tasks(route_connections):
+    """Three tasks on one loop, interleaved: two routed differently, one not. Each reports what
+    its ORM-side code (in a sync_to_async thread) sees."""
+    from asgiref.sync import sync_to_async
+    from django.db import connection, connections
+
+    def seen():
+        return connections["default"].alias, connection.alias
+
+    all_entered = asyncio.Event()
+    entered = []
+
+    async def task(route):
+        if route is None:
+            entered.append(route)
+            if len(entered) == 3:
+                all_entered.set()
+            await all_entered.wait()
+            return await sync_to_async(seen)()
+        async with route_connections(default=route):
+            entered.append(route)
+            if len(entered) == 3:
+                all_entered.set()
+            await all_entered.wait()
+            first = await sync_to_async(seen)()
+            await asyncio.sleep(0)
+            return first, await sync_to_async(seen)()
+
+    return await asyncio.gather(task("other"), task("memory"), task(None))
+
+
+def decorated_coroutine(route_connections):
+    from asgiref.sync import sync_to_async
+    from django.db import connections
+
+    @route_connections(default="other")
+    async def view(answer=42):
+        """An async view."""
+        await asyncio.sleep(0)
+        return await sync_to_async(lambda: connections["default"].alias)(), answer
+
+    return view
+
+
+async def concurrent_requests(client, routes):
+    responses = await asyncio.gather(*[client.get("/async-alias/", {"route": r}) for r in routes])
+    return [response.content.decode("utf-8") for response in responses]
+
+
+async def concurrent_writes_and_reads(client, methods):
+    calls = [client.post("/async-alias/") if m == "POST" else client.get("/async-alias/")
+             for m in methods]
+    responses = await asyncio.gather(*calls)
+    return [response.content.decode("utf-8") for response in responses]
+
+
+async def async_alias(request):
+    """An async view: routed by ?route=..., it waits so that requests interleave, then reports
+    what its ORM-side code sees."""
+    from asgiref.sync import sync_to_async
+    from django.db import connections
+    from django.http import HttpResponse
+
+    from connlocal_shim import route_connections
+
+    def seen():
+        return connections["default"].alias
+
+    route = request.GET.get("route")
+    if route:
+        async with route_connections(default=route):
+            await asyncio.sleep(0.01)
+            alias = await sync_to_async(seen)()
+    else:
+        await asyncio.sleep(0.01)
+        alias = await sync_to_async(seen)()
+    return HttpResponse(alias)
