@@ -1,13 +1,18 @@
 """Shared by the test modules: the test settings, threads that report back, subprocesses.
 
 The suite configures Django itself (pytest-django does not reach Django 1.2), with real sqlite
-databases: files in a temporary directory, and one in memory.
+databases: files in a temporary directory, and one in memory; and, where a PostgreSQL server
+and driver are installed, three databases of a throwaway cluster (start_postgres()).
 """
 import os
 import subprocess
 import sys
 import tempfile
 import threading
+
+import pytest
+
+import pg_cluster
 
 try:  # Python 2
     from thread import get_ident
@@ -33,17 +38,21 @@ def database_settings(directory):
         "other": sqlite("other.sqlite3"),
         "memory": {"ENGINE": "django.db.backends.sqlite3", "NAME": ":memory:"},
         "thirdparty": thirdparty,
+        "audit": sqlite("audit.sqlite3"),
     }
 
 
-def configure(directory=None, installed_apps=("connlocal_shim",)):
-    """settings.configure() for the tests, then start Django the way a site starts it."""
+def configure(directory=None, installed_apps=("connlocal_shim",), extra_databases=None):
+    """settings.configure() for the tests, then start Django the way a site starts it.
+    ``extra_databases`` (start_postgres()'s) join the sqlite ones in DATABASES."""
     from django.conf import settings
 
     directory = directory or tempfile.mkdtemp(prefix="connlocal-shim-tests-")
+    databases = database_settings(directory)
+    databases.update(extra_databases or {})
     settings.configure(
         DEBUG=False,
-        DATABASES=database_settings(directory),
+        DATABASES=databases,
         INSTALLED_APPS=list(installed_apps),
         SECRET_KEY="connlocal-shim-tests",
         USE_TZ=False,
@@ -51,6 +60,111 @@ def configure(directory=None, installed_apps=("connlocal_shim",)):
         ROOT_URLCONF="site_urls",
     )
     return directory
+
+
+# -- PostgreSQL ---------------------------------------------------------------------------------
+# Django 1.2/1.3 cannot be reconfigured, so the PostgreSQL aliases must be in DATABASES from the
+# start: conftest calls start_postgres() before configure(). Each pytest process has its own
+# cluster (tests/pg_cluster.py), stopped when the process ends.
+
+# CI installs the server and every env's driver: there, no PostgreSQL is a failure, not a skip.
+REQUIRE_POSTGRES = os.environ.get("CONNLOCAL_SHIM_REQUIRE_POSTGRES") == "1"
+POSTGRES_DATABASES = ("master", "replica", "audit")
+POSTGRES_ALIASES = ()  # ("pg_master", "pg_replica", "pg_audit") once the cluster runs
+postgres_cluster = None
+postgres_unavailable = "start_postgres() was not called"  # why there is no PostgreSQL, or None
+
+# Tests that need the PostgreSQL aliases; conftest skips them, with postgres_unavailable as the
+# reason, where there is no server or driver (and fails them if REQUIRE_POSTGRES).
+requires_postgres = pytest.mark.requires_postgres
+
+# The same roles on sqlite files and on PostgreSQL, for tests that run on both (see
+# parametrize_over_databases).
+SQLITE_ROLES = {"master": "default", "replica": "other", "audit": "audit"}
+POSTGRES_ROLES = dict((name, "pg_" + name) for name in POSTGRES_DATABASES)
+
+
+def parametrize_over_databases(argname="aliases"):
+    """Run a test once on sqlite and once on PostgreSQL: ``argname`` is a dict of the roles
+    "master", "replica" and "audit" to aliases, with the ids ``sqlite`` and ``postgres``::
+
+        @support.parametrize_over_databases()
+        def test_something(aliases):
+            connections[aliases["master"]] ...
+
+    The PostgreSQL case carries requires_postgres: it is skipped (or fails) with the reason
+    where no server runs, never silently left out.
+    """
+    return pytest.mark.parametrize(argname, [
+        pytest.param(dict(SQLITE_ROLES), id="sqlite"),
+        pytest.param(dict(POSTGRES_ROLES), id="postgres", marks=requires_postgres),
+    ])
+
+
+def postgres_engine():
+    """The ENGINE of Django's psycopg2 backend: postgresql_psycopg2 wherever that package
+    exists (up to Django 2.2; an alias of the next since 1.9), else postgresql (Django 3.0
+    removed the old name). Not "postgresql wherever it exists": up to Django 1.3 that name is the
+    psycopg 1 backend. Looked up on disk: Django must not load its database layer before
+    settings are configured."""
+    import django
+
+    backends = os.path.join(os.path.dirname(django.__file__), "db", "backends")
+    if os.path.isfile(os.path.join(backends, "postgresql_psycopg2", "__init__.py")):
+        return "django.db.backends.postgresql_psycopg2"
+    return "django.db.backends.postgresql"
+
+
+def start_postgres():
+    """Start this process's throwaway cluster and return the DATABASES entries of its
+    aliases, or {} with the reason in ``postgres_unavailable``."""
+    global POSTGRES_ALIASES, postgres_cluster, postgres_unavailable
+
+    try:
+        import psycopg2  # noqa: F401 (what both backend names import)
+    except ImportError as error:
+        postgres_unavailable = "no PostgreSQL driver (%s): pip install psycopg2-binary" % error
+        return {}
+    bin_directory = pg_cluster.find_server_bin()
+    if bin_directory is None:
+        postgres_unavailable = (
+            "no PostgreSQL server programs (initdb, pg_ctl) on PATH or in %s: %s"
+            % (pg_cluster.DEBIAN_BIN_GLOB, pg_cluster.INSTALL_HINT)
+        )
+        return {}
+    try:
+        cluster = pg_cluster.PostgresCluster(bin_directory).start(POSTGRES_DATABASES)
+    except pg_cluster.ClusterError as error:
+        postgres_unavailable = "the throwaway PostgreSQL cluster did not start: %s" % error
+        return {}
+    postgres_cluster, postgres_unavailable = cluster, None
+    engine = postgres_engine()
+    databases = {}
+    for name in POSTGRES_DATABASES:
+        databases[POSTGRES_ROLES[name]] = {
+            "ENGINE": engine,
+            "NAME": name,
+            "USER": pg_cluster.SUPERUSER,
+            "HOST": pg_cluster.HOST,
+            "PORT": str(cluster.port),
+        }
+    POSTGRES_ALIASES = tuple(sorted(databases))
+    return databases
+
+
+def stop_postgres():
+    if postgres_cluster is not None:
+        postgres_cluster.stop()
+
+
+def check_postgres(item):
+    """For conftest's pytest_runtest_setup: skip a requires_postgres test where PostgreSQL is
+    unavailable, or fail it where CI requires PostgreSQL."""
+    if postgres_unavailable is None or item.get_closest_marker("requires_postgres") is None:
+        return
+    if REQUIRE_POSTGRES:
+        pytest.fail("CONNLOCAL_SHIM_REQUIRE_POSTGRES=1 and " + postgres_unavailable, pytrace=False)
+    pytest.skip(postgres_unavailable)
 
 
 # Backend modules whose DatabaseWrapper must lose threading.local, and what each needs.
