@@ -14,4 +14,5 @@ class ConnlocalShimConfig(AppConfig):
         from connlocal_shim.checks import check_pinning_settings
 
         install()
-        checks.register(check_pinning_settings)
+        # register()(check): Django 1.7's register() takes only tags and returns the decorator.
+        checks.register()(check_pinning_settings)

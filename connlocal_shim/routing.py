@@ -410,6 +410,10 @@ class RouteConnections(object):
 
     def exit(self):
         """Point every alias back where it pointed before enter(), in reverse order."""
+        self.finish(self.leave())
+
+    def leave(self):
+        """The first half of exit(): undo the re-pointing; return the frame to finish."""
         frames = context.CONTEXT_FRAMES.get() if context.CONTEXT_FRAMES is not None else ()
         if frames:
             frame = frames[-1]
@@ -418,18 +422,21 @@ class RouteConnections(object):
             except ValueError:  # left from another context than the one that entered
                 context.ROUTES.set(frame.previous_routes)
             context.CONTEXT_FRAMES.set(frame.previous_frames)
-        else:
-            thread_stack = thread_frames()
-            if not thread_stack:
-                raise RuntimeError(
-                    "connlocal_shim: route_connections exited more often than entered"
-                )
-            frame = thread_stack.pop()
-            handler = _handler()
-            for alias, previous in reversed(frame.saved):
-                handler[alias] = previous
-            for alias, stashed in reversed(frame.transaction_states):
-                _restore_transaction_state(alias, stashed)
+            return frame
+        thread_stack = thread_frames()
+        if not thread_stack:
+            raise RuntimeError("connlocal_shim: route_connections exited more often than entered")
+        frame = thread_stack.pop()
+        handler = _handler()
+        for alias, previous in reversed(frame.saved):
+            handler[alias] = previous
+        for alias, stashed in reversed(frame.transaction_states):
+            _restore_transaction_state(alias, stashed)
+        return frame
+
+    def finish(self, frame):
+        """The second half of exit(): close what the block used (close_connections) and what
+        its factories made. It talks to the database: async code runs it in sync_to_async."""
         try:
             if self.close_connections:
                 self._close_used(frame)
@@ -451,9 +458,11 @@ class RouteConnections(object):
 
     def _dispose(self, frame):
         for factory, wrapper, sharing in reversed(frame.created):
-            if sharing is not None:
-                unshare(wrapper, sharing[0])
-            factory.dispose(wrapper)
+            try:
+                factory.dispose(wrapper)  # while still shared: it may run in another thread
+            finally:
+                if sharing is not None:
+                    unshare(wrapper, sharing[0])
         del frame.created[:]
 
     def __enter__(self):

@@ -87,3 +87,21 @@ async def async_alias(request):
         await asyncio.sleep(0.01)
         alias = await sync_to_async(seen)()
     return HttpResponse(alias)
+
+
+async def separate_connection_in_a_task(route_connections, separate_connection):
+    """A task routes 'default' to a separate connection, queries it from sync_to_async, and
+    leaves: the connection must be closed, without touching the database from the loop."""
+    from asgiref.sync import sync_to_async
+    from django.db import connections
+
+    def query():
+        cursor = connections["default"].cursor()
+        cursor.execute("SELECT 1")
+        return connections["default"]
+
+    async with route_connections(close_connections=True,
+                                 default=separate_connection("other")) as routed:
+        used = await sync_to_async(query)()
+        separate = routed["default"]
+    return used is separate, separate.alias, separate.connection is None

@@ -409,3 +409,12 @@ def test_the_middleware_routes_concurrent_async_writes_only():
         seen = async_cases.run(async_cases.concurrent_writes_and_reads(client, methods))
     assert seen == ["other" if m == "POST" else "default" for m in methods]
     assert connections()["default"].alias == "default"
+
+
+@requires_async_def
+@requires_per_task
+def test_a_separate_connection_in_an_async_task_is_used_and_closed_outside_the_loop():
+    outcome = async_cases.run(
+        async_cases.separate_connection_in_a_task(route_connections, routing.separate_connection)
+    )
+    assert outcome == (True, "other", True)
