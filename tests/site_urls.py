@@ -70,4 +70,4 @@ urlpatterns = [
 if sys.version_info >= (3, 5):  # async def parses
     from async_cases import async_alias
 
-    urlpatterns.append(url(r"^async-alias/$", async_alias))
+    urlpatterns.append(url(r"^async-alias/(?P<route>[a-z]*)$", async_alias))
