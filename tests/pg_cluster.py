@@ -93,6 +93,16 @@ def _server_account():
     return entry.pw_uid, entry.pw_gid
 
 
+def _quit_postmaster(pid_file):
+    """What pg_ctl stop -m immediate does, where pg_ctl could not: SIGQUIT to the postmaster,
+    whose pid is the first line of postmaster.pid. Nothing if it is gone already."""
+    try:
+        with open(pid_file) as handle:
+            os.kill(int(handle.readline()), signal.SIGQUIT)
+    except (IOError, OSError, ValueError):
+        pass
+
+
 class PostgresCluster(object):
     """One throwaway cluster; see the module docstring."""
 
@@ -176,10 +186,7 @@ class PostgresCluster(object):
                     self._run("pg_ctl", "stop", "--pgdata", os.path.join(directory, "data"),
                               "--mode", "immediate", "--wait", cwd=directory)
                 except ClusterError:
-                    # pg_ctl could not stop it: SIGQUIT is what immediate shutdown sends the
-                    # postmaster; its pid is the first line of postmaster.pid.
-                    with open(pid_file) as handle:
-                        os.kill(int(handle.readline()), signal.SIGQUIT)
+                    _quit_postmaster(pid_file)
         finally:
             shutil.rmtree(directory, ignore_errors=True)
 

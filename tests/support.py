@@ -153,6 +153,7 @@ def start_postgres():
 
 
 def stop_postgres():
+    """Stop the cluster start_postgres() started (conftest's pytest_unconfigure)."""
     if postgres_cluster is not None:
         postgres_cluster.stop()
 

@@ -10,14 +10,12 @@ import connlocal_shim
 import support
 from support import ThreadResult, in_thread, requires_postgres
 from test_backport import reinstall  # noqa: F401 (a fixture)
+from test_backport import requires_backport
 from test_wrappers import share, unshare
 
-FEATURES = support.original_features()
-requires_backport = pytest.mark.skipif(
-    not FEATURES.needs_backport,
-    reason="handler already thread-local: install() patches nothing, so there is no state to move",
-)
-POSTGRES_ALIASES = sorted(support.POSTGRES_ROLES.values())
+# Known before the cluster starts, unlike support.POSTGRES_ALIASES: where there is no server the
+# tests are collected all the same, and skipped with the reason.
+ALIASES = sorted(support.POSTGRES_ROLES.values())
 
 
 def connections():
@@ -108,7 +106,7 @@ def server_session(alias):
 # -- the handler: one wrapper, one server connection per thread ----------------------------------
 
 @requires_postgres
-@pytest.mark.parametrize("alias", POSTGRES_ALIASES)
+@pytest.mark.parametrize("alias", ALIASES)
 def test_each_thread_gets_its_own_wrapper_and_server_connection(alias):
     handler = connections()
     mine = handler[alias]
