@@ -4,7 +4,9 @@ The suite configures Django itself (pytest-django does not reach Django 1.2), wi
 databases: files in a temporary directory, and one in memory; and, where a PostgreSQL server
 and driver are installed, three databases of a throwaway cluster (start_postgres()).
 """
+import atexit
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -47,7 +49,10 @@ def configure(directory=None, installed_apps=("connlocal_shim",), extra_database
     ``extra_databases`` (start_postgres()'s) join the sqlite ones in DATABASES."""
     from django.conf import settings
 
-    directory = directory or tempfile.mkdtemp(prefix="connlocal-shim-tests-")
+    if directory is None:
+        directory = tempfile.mkdtemp(prefix="connlocal-shim-tests-")
+        # The sqlite files go with the process (subprocess tests make one directory each).
+        atexit.register(shutil.rmtree, directory, True)
     databases = database_settings(directory)
     databases.update(extra_databases or {})
     settings.configure(
