@@ -159,6 +159,42 @@ class PostgresCluster(object):
             raise
         return self
 
+    def start_standby(self):
+        """A second cluster made with ``pg_basebackup -R`` from this one and started as its
+        hot standby: a separate, read-only server that receives this one's changes
+        asynchronously by streaming replication. Returns it (stop() it like any cluster)."""
+        if self.directory is None:
+            raise ClusterError("start the primary before its standby")
+        standby = PostgresCluster(self.bin_directory)
+        standby._account = self._account
+        atexit.register(standby.stop)
+        try:
+            standby.directory = tempfile.mkdtemp(
+                prefix="connlocal-shim-pg-", dir=os.environ.get("CONNLOCAL_SHIM_POSTGRES_TMPDIR")
+            )
+            socket_directory = os.path.join(standby.directory, "socket")
+            os.mkdir(socket_directory)
+            if standby._account is not None:
+                for path in (standby.directory, socket_directory):
+                    os.chown(path, *standby._account)
+            standby._run(
+                "pg_basebackup", "--pgdata", standby.data_directory, "--host", HOST,
+                "--port", str(self.port), "--username", SUPERUSER, "--write-recovery-conf",
+                "--wal-method=stream", "--checkpoint=fast", "--no-sync",
+            )
+            with open(os.path.join(standby.data_directory, "postgresql.conf"), "a") as conf:
+                conf.write("\n# connlocal-shim tests: the standby (tests/pg_cluster.py)\n")
+                conf.write("unix_socket_directories = '%s'\nhot_standby = on\n" % socket_directory)
+            standby._start_server()
+            standby.version = standby._psql("SHOW server_version").strip()
+        except (IOError, OSError) as error:
+            standby.stop()
+            raise ClusterError("could not set up the standby's directory: %s" % error)
+        except BaseException:
+            standby.stop()
+            raise
+        return standby
+
     def _start_server(self):
         for attempt in range(1, START_ATTEMPTS + 1):
             self.port = free_port()

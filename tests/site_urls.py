@@ -53,6 +53,22 @@ def rows(request):
     return HttpResponse(",".join(str(row[0]) for row in cursor.fetchall()))
 
 
+def replica_notes(request):
+    """Notes through the 'pg_standby' alias (the replica, unless routed): POST adds one."""
+    wrapper = connections["pg_standby"]
+    cursor = wrapper.cursor()
+    if request.method == "POST":
+        cursor.execute("INSERT INTO notes (text) VALUES (%s)", [request.POST["text"]])
+        import support
+
+        support.commit("pg_standby")
+    cursor.execute("SELECT pg_is_in_recovery()")
+    in_recovery = cursor.fetchone()[0]
+    cursor.execute("SELECT text FROM notes ORDER BY text")
+    texts = [row[0] for row in cursor.fetchall()]
+    return HttpResponse("%s:%s" % ("replica" if in_recovery else "master", ",".join(texts)))
+
+
 def server_error(request):
     return HttpResponse("server error", status=500)
 
@@ -65,6 +81,7 @@ urlpatterns = [
     url(r"^boom/$", boom),
     url(r"^stream/$", stream),
     url(r"^rows/$", rows),
+    url(r"^replica-notes/$", replica_notes),
 ]
 
 if sys.version_info >= (3, 5):  # async def parses

@@ -294,6 +294,18 @@ def commit(alias="default"):
     transaction.commit_unless_managed(using=alias)
 
 
+def rollback(alias="default"):
+    """Roll back what the current thread's transaction on ``alias`` holds (after a failed
+    statement, say), on any Django: before Django 1.6 with rollback_unless_managed(), since 1.6
+    a failed statement in autocommit mode leaves no transaction behind."""
+    from django.db import connections, transaction
+
+    wrapper = connections[alias]
+    if getattr(wrapper, "get_autocommit", None) is not None and wrapper.get_autocommit():
+        return
+    transaction.rollback_unless_managed(using=alias)
+
+
 def execute(sql, params=(), alias="default", fetch=False):
     from django.db import connections
 
