@@ -426,3 +426,62 @@ def test_a_separate_connection_in_an_async_task_is_used_and_closed_outside_the_l
         async_cases.separate_connection_in_a_task(route_connections, routing.separate_connection)
     )
     assert outcome == (True, "other", True)
+
+
+# -- on PostgreSQL ----------------------------------------------------------------------------------
+
+def backend_pid(alias="default"):
+    return support.execute("SELECT pg_backend_pid()", alias=alias, fetch=True)[0][0]
+
+
+@support.requires_postgres
+def test_routing_on_postgresql_uses_the_threads_own_server_session():
+    handler = connections()
+    master_pid = backend_pid("pg_master")
+
+    def routed():
+        with route_connections(default="pg_master", pg_master="pg_replica"):
+            return backend_pid(), backend_pid("pg_master"), backend_pid("pg_replica")
+
+    theirs, swapped, replica = in_thread(routed)
+    assert theirs != master_pid, "another thread must have its own server session"
+    assert swapped == replica and swapped != theirs
+    with route_connections(default="pg_master"):
+        assert backend_pid() == master_pid
+    assert handler["default"].alias == "default"
+
+
+@support.requires_postgres
+def test_a_shared_postgresql_connection_serves_another_thread_in_the_same_session():
+    own_pid = backend_pid("pg_master")
+    with routing.shared_connection("pg_master") as shared:
+
+        def serve():
+            with route_connections(default=shared):
+                return backend_pid()
+
+        assert in_thread(serve) == own_pid
+
+
+@support.requires_postgres
+def test_close_connections_ends_the_server_session_on_postgresql():
+    import time
+
+    def session_alive(pid):
+        alive = support.execute(
+            "SELECT COUNT(*) FROM pg_stat_activity WHERE pid = %s", [pid],
+            alias="pg_master", fetch=True)[0][0]
+        support.commit("pg_master")
+        return alive == 1
+
+    def routed_and_closed():
+        with route_connections(close_connections=True, default="pg_replica"):
+            pid = backend_pid()
+        return pid, connections()["pg_replica"].connection is None
+
+    pid, closed = in_thread(routed_and_closed)
+    assert closed, "the thread's own pg_replica connection is closed on exit"
+    deadline = time.time() + 10
+    while session_alive(pid) and time.time() < deadline:
+        time.sleep(0.05)  # the server ends the session on its own, after the client closed
+    assert not session_alive(pid), "the server session of the closed connection must end"
