@@ -1,0 +1,313 @@
+"""One benchmark variant in its own process (Python 2.7 or 3), driven by bench/run.py.
+
+    python bench/worker.py --db sqlite [--shim]            # micro-benchmarks, ORM, routing
+    python bench/worker.py --db postgres --pg-port N [--shim]
+
+It configures Django (bench_django.py), installs connlocal_shim with --shim, prints one JSON
+line describing itself, then answers JSON requests, one per line on stdin, one JSON line each on
+stdout, until stdin closes:
+
+    {"op": "time", "case": "getitem", "seconds": 0.05}  ->  {"ns": 71.2, "n": 40000, ...}
+    {"op": "threads", "count": 1000, "concurrency": 10} ->  {"before": {...}, "after_gc": {...}}
+
+A timed case is a statement compiled into a loop (unrolled, its names bound as locals); the
+same loop with ``pass`` is timed right before it and subtracted, so "ns" is the cost of one
+statement. The driver interleaves the variants of a figure and repeats; this process only runs
+when asked, so variants never compete for the CPU.
+"""
+import argparse
+import gc
+import json
+import os
+import sys
+import threading
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+if HERE not in sys.path:
+    sys.path.insert(0, HERE)
+
+import bench_django  # noqa: E402
+
+try:
+    _range = xrange  # noqa: F821 (Python 2)
+except NameError:
+    _range = range
+
+timer = getattr(time, "perf_counter", time.time)
+
+
+# -- timed loops ---------------------------------------------------------------------------------
+
+def compile_loop(statement, names, unroll):
+    """A function timing ``n`` rounds of ``unroll`` copies of ``statement`` (names are locals)."""
+    lines = statement.split("\n")
+    body = "\n".join("        " + line for _ in range(unroll) for line in lines)
+    params = "".join(", %s" % name for name in names)
+    source = (
+        "def loop(_n, _timer%s):\n"
+        "    _rounds = _range(_n)\n"
+        "    _t0 = _timer()\n"
+        "    for _i in _rounds:\n"
+        "%s\n"
+        "    return _timer() - _t0\n" % (params, body)
+    )
+    namespace = {"_range": _range}
+    exec(compile(source, "<bench %s>" % statement.split("\n")[0], "exec"), namespace)
+    return namespace["loop"]
+
+
+class Case(object):
+    def __init__(self, statement, names, unroll=20, teardown=None):
+        self.statement = statement
+        self.names = names
+        self.unroll = unroll
+        self.loop = compile_loop(statement, sorted(names), unroll)
+        self.baseline = compile_loop("pass", sorted(names), unroll)
+        self.teardown = teardown
+        self.rounds = None
+
+    def run(self, rounds):
+        return self.loop(rounds, timer, **self.names)
+
+    def calibrate(self, seconds):
+        rounds = 1
+        while True:
+            elapsed = self.run(rounds)
+            if elapsed >= seconds / 10.0 or rounds >= 1 << 24:
+                break
+            rounds *= 4
+        return max(1, int(rounds * seconds / max(elapsed, 1e-9)))
+
+    def time(self, seconds):
+        if self.rounds is None:
+            self.run(max(1, 1000 // self.unroll))  # warm up (caches, first connection)
+            self.rounds = self.calibrate(seconds)
+        rounds = self.rounds
+        empty = self.baseline(rounds, timer, **self.names)
+        elapsed = self.run(rounds)
+        ops = rounds * self.unroll
+        return {
+            "ns": (elapsed - empty) / ops * 1e9,
+            "gross_ns": elapsed / ops * 1e9,
+            "n": ops,
+        }
+
+
+def build_cases(state):
+    """The timed statements this process can run, by name (figures 1-4)."""
+    from django.db import connections
+
+    cases = {}
+    legacy, module_ref = state["legacy"], state["module_connection"]
+    cases["getitem"] = Case('c["default"]', {"c": connections})
+    if legacy is not None:
+        cases["attr_ops_legacy"] = Case("conn.ops", {"conn": legacy})
+        cases["attr_alias_legacy"] = Case("conn.alias", {"conn": legacy})
+    cases["attr_ops_module"] = Case("conn.ops", {"conn": module_ref})
+    cases["attr_alias_module"] = Case("conn.alias", {"conn": module_ref})
+    from benchapp.models import Item
+
+    cases["orm_get"] = Case("objects.get(pk=7)", {"objects": Item.objects}, unroll=1)
+    cases["orm_count"] = Case(
+        "objects.filter(value__lt=50).count()", {"objects": Item.objects}, unroll=1
+    )
+    return cases
+
+
+ROUTING_CASES = ("route_bare", "route_alias", "route_wrapper", "route_alias_new",
+                 "getitem_after_routing")
+
+
+def routing_cases(connections):
+    from connlocal_shim import route_connections
+    from connlocal_shim.routing import new_wrapper, share
+
+    shared = new_wrapper("other")  # a wrapper made shareable, as shared_connection() does
+    share(shared)
+    other = connections["other"]
+    names = {"c": connections, "w": other}
+    cases = {
+        # What a site could write by hand: re-point the alias for the thread, then restore it.
+        "route_bare": Case('p = c["default"]\nc["default"] = w\nc["default"] = p', names, 10),
+        # route_connections objects made once (a decorator's), entered and left each time.
+        "route_alias": Case("with r:\n    pass", {"r": route_connections(default="other")}, 10),
+        "route_wrapper": Case("with r:\n    pass", {"r": route_connections(default=shared)}, 10),
+        # The `with route_connections(...)` form: constructing the object each time too.
+        "route_alias_new": Case(
+            'with route_connections(default="other"):\n    pass',
+            {"route_connections": route_connections}, 10,
+        ),
+    }
+    # Figure 4's first block enables the per-task overlay on Django 3.0+: from here on every
+    # connections[alias] consults it (reported as getitem_after_routing).
+    with route_connections(default="other"):
+        pass
+    cases["getitem_after_routing"] = Case('c["default"]', {"c": connections})
+    return cases
+
+
+# -- figure 6: short-lived threads ----------------------------------------------------------------
+
+def rss_kib():
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+    except IOError:
+        pass
+    return None
+
+
+def _is_wrapper(obj):
+    try:
+        mro = type(obj).__mro__
+    except AttributeError:
+        return False
+    return any(klass.__name__ == "BaseDatabaseWrapper" for klass in mro)
+
+
+def census(state):
+    """Live DatabaseWrapper objects (with the shim: also the redirected legacy one), open
+    DB-API connections and server backends (the monitor's own not counted), RSS."""
+    objects = gc.get_objects()
+    wrappers = sum(1 for obj in objects if _is_wrapper(obj))
+    dbapi = state["dbapi_connection_type"]
+    monitor = state.get("monitor")
+    dbapi_open = sum(
+        1 for obj in objects
+        if type(obj) is dbapi and obj is not monitor and not getattr(obj, "closed", 1)
+    )
+    del objects
+    return {
+        "wrappers": wrappers,
+        "dbapi_connections_open": dbapi_open,
+        "server_connections": server_connections(state),
+        "rss_kib": rss_kib(),
+    }
+
+
+def server_connections(state):
+    """Backends of the bench database other than the monitor's own, once the count settles."""
+    monitor = state.get("monitor")
+    if monitor is None:
+        return None
+    cursor = monitor.cursor()
+    last, stable = None, 0
+    deadline = timer() + 5.0
+    while timer() < deadline:
+        cursor.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()",
+            [bench_django.PG_DATABASE],
+        )
+        count = cursor.fetchone()[0]
+        stable = stable + 1 if count == last else 0
+        last = count
+        if stable >= 3:
+            break
+        time.sleep(0.05)  # a closed client socket ends its backend asynchronously
+    return last
+
+
+def short_lived_threads(state, count, concurrency):
+    from django.db import connections
+    from benchapp.models import Item
+
+    errors = []
+
+    def work():
+        try:
+            Item.objects.get(pk=7)  # opens this thread's connection; the thread ends, no close()
+        except Exception as error:  # reported, never hidden
+            errors.append("%s: %s" % (type(error).__name__, error))
+
+    connections["default"].cursor()
+    gc.collect()
+    result = {"before": census(state)}
+    started = timer()
+    done = 0
+    while done < count:
+        batch = [threading.Thread(target=work) for _ in range(min(concurrency, count - done))]
+        for thread in batch:
+            thread.start()
+        for thread in batch:
+            thread.join()
+        done += len(batch)
+    result["seconds"] = timer() - started
+    result["after"] = census(state)
+    gc.collect()
+    result["after_gc"] = census(state)
+    result["errors"] = len(errors)
+    result["first_errors"] = errors[:3]
+    return result
+
+
+# -- main ---------------------------------------------------------------------------------------
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--db", choices=("sqlite", "postgres"), default="sqlite")
+    parser.add_argument("--pg-port", type=int)
+    parser.add_argument("--shim", action="store_true")
+    options = parser.parse_args()
+
+    import django
+
+    legacy = bench_django.configure(options.db, options.pg_port, options.shim)
+    import django.db
+    from django.db import connections
+
+    state = {
+        "shim": options.shim,
+        "legacy": legacy,
+        "module_connection": django.db.connection,
+        "dbapi_connection_type": None,
+    }
+    if options.db == "sqlite":
+        bench_django.create_table(connections["default"], "sqlite")
+    else:
+        import psycopg2
+
+        state["dbapi_connection_type"] = psycopg2.extensions.connection
+        state["monitor"] = psycopg2.connect(
+            host="127.0.0.1", port=options.pg_port, user=bench_django.PG_USER,
+            dbname="postgres",
+        )
+        state["monitor"].autocommit = True
+    cases = build_cases(state) if options.db == "sqlite" else {}
+    routing = ROUTING_CASES if options.db == "sqlite" and options.shim else ()
+    describe = {
+        "python": "%d.%d.%d" % sys.version_info[:3],
+        "django": django.get_version(),
+        "shim": options.shim,
+        "db": options.db,
+        "cases": sorted(cases) + list(routing),
+        "legacy_is_module_connection": legacy is django.db.connection,
+        "module_connection_type": type(django.db.connection).__name__,
+    }
+    if options.shim:
+        import connlocal_shim
+
+        describe["shim_patches"] = len(connlocal_shim.status()["patches"])
+    out = sys.stdout
+    out.write(json.dumps(describe) + "\n")
+    out.flush()
+    for line in iter(sys.stdin.readline, ""):
+        request = json.loads(line)
+        if request["op"] == "time":
+            if request["case"] in routing and request["case"] not in cases:
+                # Built on first use: the first block enables the per-task overlay on Django
+                # 3.0+, which changes connections[alias] for the rest of the process.
+                cases.update(routing_cases(connections))
+            reply = cases[request["case"]].time(request.get("seconds", 0.05))
+        elif request["op"] == "threads":
+            reply = short_lived_threads(state, request["count"], request["concurrency"])
+        else:
+            reply = {"error": "unknown op %r" % request["op"]}
+        out.write(json.dumps(reply) + "\n")
+        out.flush()
+
+
+if __name__ == "__main__":
+    main()
