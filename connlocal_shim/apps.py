@@ -11,8 +11,9 @@ class ConnlocalShimConfig(AppConfig):
         from django.core import checks
 
         from connlocal_shim.backport import install
-        from connlocal_shim.checks import check_pinning_settings
+        from connlocal_shim.checks import ALL_CHECKS
 
         install()
         # register()(check): Django 1.7's register() takes only tags and returns the decorator.
-        checks.register()(check_pinning_settings)
+        for check in ALL_CHECKS:
+            checks.register()(check)
