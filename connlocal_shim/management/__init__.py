@@ -1,0 +1,1 @@
+"""Management commands of connlocal_shim (``manage.py connlocal_status``)."""

@@ -1,0 +1,1 @@
+"""manage.py connlocal_status."""
