@@ -42,7 +42,7 @@ def _backends(rebuilt_classes):
 
 def _per_task_routing(features):
     if not features.get("async_local"):
-        return "unavailable (connections live in a threading.local: no asyncio tasks to follow)"
+        return "unavailable (connections are in a threading.local)"
     from connlocal_shim import context
     from connlocal_shim.backport import context_routing_enabled
 
