@@ -299,6 +299,33 @@ class Server(object):
             raise SystemExit("bench: gunicorn for %s did not serve %s:\n%s"
                              % (self.label, self.url, handle.read()[-3000:]))
 
+    def cpu_seconds(self):
+        """CPU time of the gunicorn master and its worker, all threads, so far (schedstat's
+        nanoseconds on CPU): the work a request costs the server, much less disturbed by
+        other load than requests/s. gthread's pool threads live as long as the worker."""
+        pids = [self.process.pid]
+        for entry in os.listdir("/proc"):
+            if entry.isdigit():
+                try:
+                    with open("/proc/%s/stat" % entry) as handle:
+                        if int(handle.read().rsplit(")", 1)[1].split()[1]) == self.process.pid:
+                            pids.append(int(entry))
+                except (IOError, OSError, IndexError, ValueError):
+                    continue
+        total = 0
+        for pid in pids:
+            try:
+                tasks = os.listdir("/proc/%d/task" % pid)
+            except OSError:
+                continue
+            for task in tasks:
+                try:
+                    with open("/proc/%d/task/%s/schedstat" % (pid, task)) as handle:
+                        total += int(handle.read().split()[0])
+                except (IOError, OSError, ValueError, IndexError):
+                    continue
+        return total / 1e9
+
     def stop(self):
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
@@ -315,10 +342,12 @@ def load_wrk(url, seconds, connections):
         ["wrk", "-t1", "-c%d" % connections, "-d%ds" % seconds, "--timeout", "10s", url],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True, check=True,
     ).stdout
-    rps, errors = None, 0
+    rps, errors, requests = None, 0, 0
     for line in output.splitlines():
         line = line.strip()
-        if line.startswith("Requests/sec:"):
+        if " requests in " in line:
+            requests = int(line.split()[0])
+        elif line.startswith("Requests/sec:"):
             rps = float(line.split()[1])
         elif line.startswith("Non-2xx or 3xx responses:"):
             errors += int(line.split()[-1])
@@ -326,7 +355,7 @@ def load_wrk(url, seconds, connections):
             errors += sum(int(part.split()[-1]) for part in line.split(":", 1)[1].split(","))
     if rps is None:
         raise SystemExit("bench: could not read wrk's output:\n" + output)
-    return rps, errors
+    return rps, errors, requests
 
 
 def load_python(url, seconds, connections):
@@ -362,7 +391,7 @@ def load_python(url, seconds, connections):
         thread.start()
     for thread in threads:
         thread.join()
-    return sum(counts) / (time.time() - started), sum(errors)
+    return sum(counts) / (time.time() - started), sum(errors), sum(counts) + sum(errors)
 
 
 def figure5(pythons, cluster, options):
@@ -380,13 +409,17 @@ def figure5(pythons, cluster, options):
         for variant in variants:  # warm up: imports, first requests of each thread
             load(servers[variant].url, 2, options.load_connections)
         samples = dict((variant, []) for variant in variants)
+        cpu = dict((variant, []) for variant in variants)
         errors = dict((variant, 0) for variant in variants)
         for round_index in range(options.load_rounds):
             shift = round_index % len(variants)
             for variant in variants[shift:] + variants[:shift]:
-                rps, failed = load(servers[variant].url, options.load_seconds,
-                                   options.load_connections)
+                server = servers[variant]
+                cpu_before = server.cpu_seconds()
+                rps, failed, requests = load(server.url, options.load_seconds,
+                                             options.load_connections)
                 samples[variant].append(rps)
+                cpu[variant].append((server.cpu_seconds() - cpu_before) / max(requests, 1) * 1e6)
                 errors[variant] += failed
     finally:
         for server in servers.values():
@@ -409,7 +442,13 @@ def figure5(pythons, cluster, options):
         value = stats[variant]
         item = {"key": variant, "label": VARIANTS[variant][2], "min": value["min"],
                 "median": value["median"], "max": value["max"], "samples": value["samples"],
-                "errors": errors[variant]}
+                "errors": errors[variant], "server_cpu_us_per_request": cpu[variant],
+                "server_cpu_us_min": min(cpu[variant]),
+                "server_cpu_us_median": statistics.median(cpu[variant])}
+        if variant != "dj13":
+            item["server_cpu_ratio"] = (
+                item["server_cpu_us_min"] / min(cpu["dj13"]) if min(cpu["dj13"]) else None
+            )
         if variant != "dj13":
             # Throughput: compare the best rounds (least disturbed by other load) and medians.
             item["vs"] = "dj13"
@@ -464,6 +503,83 @@ def start_cluster():
     return cluster
 
 
+# -- callgrind: instruction counts, independent of the machine's load ------------------------------
+
+# figure -> [(row key, variant, case, rounds)]; an op costs (Ir(2N) - Ir(N)) / (N * unroll).
+CALLGRIND_ROWS = {
+    1: [("dj13", "dj13", "getitem", 5000), ("dj13shim", "dj13shim", "getitem", 5000),
+        ("dj14", "dj14", "getitem", 5000)],
+    2: [("dj13-ops", "dj13", "attr_ops_module", 5000),
+        ("dj13shim-module-ops", "dj13shim", "attr_ops_module", 5000),
+        ("dj13shim-legacy-ops", "dj13shim", "attr_ops_legacy", 5000),
+        ("dj14-ops", "dj14", "attr_ops_module", 5000)],
+    3: [("dj13-orm_get", "dj13", "orm_get", 500), ("dj13shim-orm_get", "dj13shim", "orm_get", 500),
+        ("dj13-orm_count", "dj13", "orm_count", 500),
+        ("dj13shim-orm_count", "dj13shim", "orm_count", 500)],
+    4: [("dj13shim-route_bare", "dj13shim", "route_bare", 1000),
+        ("dj13shim-route_alias", "dj13shim", "route_alias", 1000),
+        ("dj13shim-route_wrapper", "dj13shim", "route_wrapper", 1000),
+        ("dj61-route_bare", "dj61", "route_bare", 1000),
+        ("dj61-route_alias", "dj61", "route_alias", 1000),
+        ("dj61-route_wrapper", "dj61", "route_wrapper", 1000)],
+    5: [("dj13", "dj13", "request", 50), ("dj13shim", "dj13shim", "request", 50),
+        ("dj14", "dj14", "request", 50)],
+}
+UNROLL = {"getitem": 20, "attr_ops_module": 20, "attr_ops_legacy": 20, "route_bare": 10,
+          "route_alias": 10, "route_wrapper": 10}
+
+
+def callgrind_instructions(pythons, variant, case, rounds, pg_port=None):
+    env_name, shim, _ = VARIANTS[variant]
+    command = ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null",
+               pythons[env_name], os.path.join(HERE, "worker.py"),
+               "--db", "postgres" if pg_port else "sqlite", "--count", case,
+               "--rounds", str(rounds)]
+    if pg_port:
+        command[command.index("--db") + 2:command.index("--db") + 2] = ["--pg-port", str(pg_port)]
+    if shim:
+        command.append("--shim")
+    completed = subprocess.run(
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True,
+        env=dict(os.environ, PYTHONDONTWRITEBYTECODE="1", PYTHONHASHSEED="0"),
+    )
+    for line in completed.stderr.splitlines():
+        if "Collected :" in line:
+            return int(line.split(":")[-1])
+    raise SystemExit("bench: callgrind failed for %s %s:\n%s"
+                     % (variant, case, completed.stderr[-3000:]))
+
+
+def callgrind_figure(number, pythons, report, pg_port=None):
+    """Instructions per op for the rows of ``number``, two runs of each (N and 2N rounds),
+    two runs at a time; written into the figure's rows as "instructions"."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    jobs = []
+    for key, variant, case, rounds in CALLGRIND_ROWS[number]:
+        jobs += [(key, variant, case, rounds), (key, variant, case, 2 * rounds)]
+    with ThreadPoolExecutor(2) as pool:
+        counts = list(pool.map(
+            lambda job: callgrind_instructions(pythons, job[1], job[2], job[3], pg_port), jobs))
+    per_op = {}
+    for index in range(0, len(jobs), 2):
+        key, _, case, rounds = jobs[index]
+        per_op[key] = (counts[index + 1] - counts[index]) / float(rounds * UNROLL.get(case, 1))
+    figure = report["figures"].get(str(number))
+    if figure is None:
+        return
+    for item in figure["rows"]:
+        if item["key"] in per_op:
+            item["instructions"] = per_op[item["key"]]
+            reference = per_op.get(item.get("vs"))
+            if reference:
+                item["instructions_ratio"] = per_op[item["key"]] / reference
+    figure["instructions_note"] = (
+        "instructions per op: valgrind --tool=callgrind, (Ir(2N rounds) - Ir(N rounds)) / N, "
+        "including the unrolled loop's share of overhead"
+    )
+
+
 # -- output -------------------------------------------------------------------------------------
 
 def format_value(value, unit):
@@ -506,6 +622,14 @@ def print_table(figure_number, figure, out):
                 ratio += " [aim %.2f]" % item["aim"]
         if "also_ratio" in item:
             ratio += "; %.2fx %s" % (item["also_ratio"], item["also_vs"])
+        if "instructions" in item:
+            ratio += "; %.0f instr" % item["instructions"]
+            if "instructions_ratio" in item:
+                ratio += " (%.2fx)" % item["instructions_ratio"]
+        if "server_cpu_us_min" in item:
+            ratio += "; server CPU %.0f us/req" % item["server_cpu_us_min"]
+            if item.get("server_cpu_ratio"):
+                ratio += " (%.2fx)" % item["server_cpu_ratio"]
         if item.get("errors"):
             ratio += "; %d errors" % item["errors"]
         best = item["max"] if figure.get("higher_is_better") else item["min"]
@@ -515,7 +639,8 @@ def print_table(figure_number, figure, out):
     if figure.get("note"):
         out.write("   %s\n" % figure["note"])
     if figure.get("higher_is_better"):
-        out.write("   (first column: best round; ratios: best rounds, medians in the JSON)\n")
+        out.write("   (first column: best round; ratios: best rounds, medians in the JSON; server CPU:\n"
+                  "   the gunicorn processes' user+system time per request, min over rounds)\n")
 
 
 def main():
@@ -525,13 +650,15 @@ def main():
     parser.add_argument("--sample-seconds", type=float, default=0.05)
     parser.add_argument("--orm-repeats", type=int, default=15)
     parser.add_argument("--orm-sample-seconds", type=float, default=0.2)
-    parser.add_argument("--load-rounds", type=int, default=5)
+    parser.add_argument("--load-rounds", type=int, default=6)
     parser.add_argument("--load-seconds", type=int, default=5)
     parser.add_argument("--load-connections", type=int, default=16)
     parser.add_argument("--python-client", action="store_true", help="do not use wrk")
     parser.add_argument("--threads", type=int, default=1000)
     parser.add_argument("--thread-concurrency", type=int, default=10)
     parser.add_argument("--quick", action="store_true", help="a smoke run: few repeats")
+    parser.add_argument("--callgrind", action="store_true",
+                        help="also count instructions per op with valgrind (load-independent)")
     parser.add_argument("--json", default=os.path.join(RESULTS, "latest.json"))
     options = parser.parse_args()
     if options.quick:
@@ -563,6 +690,11 @@ def main():
                 options.done[number] = report["figures"][str(number)] = function(workers, options)
         for worker in workers.values():
             worker.close()
+        if options.callgrind:
+            for number in (1, 2, 3, 4):
+                if number in figures:
+                    log("figure %d: counting instructions with callgrind" % number)
+                    callgrind_figure(number, pythons, report)
         if 5 in figures or 6 in figures:
             log("starting a throwaway PostgreSQL cluster")
             cluster = start_cluster()
@@ -571,6 +703,9 @@ def main():
             if number in figures:
                 log("figure %d" % number)
                 report["figures"][str(number)] = function(pythons, cluster, options)
+        if options.callgrind and 5 in figures:
+            log("figure 5: counting instructions per request (in-process WSGI) with callgrind")
+            callgrind_figure(5, pythons, report, pg_port=cluster.port)
     finally:
         for worker in workers.values():
             worker.close()

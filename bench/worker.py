@@ -2,6 +2,7 @@
 
     python bench/worker.py --db sqlite [--shim]            # micro-benchmarks, ORM, routing
     python bench/worker.py --db postgres --pg-port N [--shim]
+    python bench/worker.py --db sqlite [--shim] --count CASE --rounds N  # for callgrind
 
 It configures Django (bench_django.py), installs connlocal_shim with --shim, prints one JSON
 line describing itself, then answers JSON requests, one per line on stdin, one JSON line each on
@@ -147,6 +148,41 @@ def routing_cases(connections):
     return cases
 
 
+def wsgi_request_case():
+    """One request of figure 5's view through Django's WSGI handler, in-process (no server):
+    what callgrind counts for figure 5."""
+    try:
+        from django.core.wsgi import get_wsgi_application  # Django 1.4+
+    except ImportError:
+        from django.core.handlers.wsgi import WSGIHandler as get_wsgi_application
+    from io import BytesIO
+
+    application = get_wsgi_application()
+    statuses = []
+
+    def start_response(status, headers, exc_info=None):
+        statuses.append(status)
+
+    def request():
+        environ = {
+            "REQUEST_METHOD": "GET", "PATH_INFO": "/items/", "QUERY_STRING": "",
+            "SERVER_NAME": "127.0.0.1", "SERVER_PORT": "80", "SERVER_PROTOCOL": "HTTP/1.1",
+            "wsgi.input": BytesIO(b""), "wsgi.errors": sys.stderr, "wsgi.url_scheme": "http",
+            "wsgi.version": (1, 0), "wsgi.multithread": True, "wsgi.multiprocess": False,
+            "wsgi.run_once": False,
+        }
+        del statuses[:]
+        body = application(environ, start_response)
+        b"".join(body)
+        close = getattr(body, "close", None)
+        if close is not None:
+            close()  # request_finished: Django closes the thread's connections
+        if not statuses[0].startswith("200"):
+            raise RuntimeError("the bench view answered %s" % statuses[0])
+
+    return Case("request()", {"request": request}, unroll=1)
+
+
 # -- figure 6: short-lived threads ----------------------------------------------------------------
 
 def rss_kib():
@@ -250,6 +286,9 @@ def main():
     parser.add_argument("--db", choices=("sqlite", "postgres"), default="sqlite")
     parser.add_argument("--pg-port", type=int)
     parser.add_argument("--shim", action="store_true")
+    parser.add_argument("--count", metavar="CASE",
+                        help="run CASE --rounds times and exit (for callgrind's counts)")
+    parser.add_argument("--rounds", type=int, default=0)
     options = parser.parse_args()
 
     import django
@@ -275,7 +314,7 @@ def main():
             dbname="postgres",
         )
         state["monitor"].autocommit = True
-    cases = build_cases(state) if options.db == "sqlite" else {}
+    cases = build_cases(state) if options.db == "sqlite" else {"request": wsgi_request_case()}
     routing = ROUTING_CASES if options.db == "sqlite" and options.shim else ()
     describe = {
         "python": "%d.%d.%d" % sys.version_info[:3],
@@ -290,6 +329,13 @@ def main():
         import connlocal_shim
 
         describe["shim_patches"] = len(connlocal_shim.status()["patches"])
+    if options.count:
+        if options.count in routing and options.count not in cases:
+            cases.update(routing_cases(connections))
+        case = cases[options.count]
+        case.run(max(1, 1000 // case.unroll))  # the same warm-up as a timed case
+        case.run(options.rounds)
+        return
     out = sys.stdout
     out.write(json.dumps(describe) + "\n")
     out.flush()
