@@ -685,7 +685,7 @@ def probe(directory):
         "warnings": [message for level, message in log.records if level == "WARNING"],
     }
     status = connlocal_shim.status()
-    record["status"] = status
+    record["shim_status"] = status
     this = Probe(status)
     this.captured_connection = captured_connection
     record["features"] = {}
