@@ -356,6 +356,15 @@ def matrix_html(records):
         info = (record.get("install_log") or {}).get("info") or []
         if info:
             out.append("<p>install() logged: <code>%s</code></p>" % e(" | ".join(info)))
+        shim = record.get("shim_status")
+        if shim:
+            out.append("<p>In the probe's process: %s; %d patches; classes rebuilt: %s; "
+                       "captured references redirected: %s.</p>" % (
+                           e("refused: %s" % shim["refused"] if shim["refused"] else
+                             "installed" if shim["installed"] else "not installed"),
+                           len(shim["patches"]),
+                           e(", ".join(shim["rebuilt_classes"]) or "none"),
+                           e(", ".join(shim["redirected_references"]) or "none")))
         if record.get("probe_error"):
             out.append("<pre>%s</pre>" % e(record["probe_error"]))
         if record.get("status_command_output"):
