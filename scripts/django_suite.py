@@ -1,0 +1,605 @@
+"""Run Django's own test suite without and then with connlocal_shim, and compare.
+
+    python scripts/django_suite.py [--cache-dir DIR] [--junitxml FILE] [LABEL ...]
+
+Runs under the Python of an env that has Django 1.2 or 1.3 (installed from its sdist:
+``pip install --no-binary Django``), wrapt and connlocal_shim installed; the tox envs
+``py27-django12-suite`` and ``py27-django13-suite`` are that (README.rst, "Django's own test
+suite").  It downloads the sdist of the installed Django's exact version into the cache
+directory (``pip download``), extracts its ``tests/`` into a fresh temporary directory for each
+run, and runs Django's ``tests/runtests.py`` on sqlite (its ``test_sqlite`` settings) twice, each
+in a subprocess, against the installed Django:
+
+1. as Django ships it;
+2. with ``"connlocal_shim"`` first in runtests.py's ``ALWAYS_INSTALLED_APPS``, the list it makes
+   ``INSTALLED_APPS``: the app cache imports ``connlocal_shim.models``, which installs the
+   backport, as on a site that lists the app.  At the end of the run ``is_installed()`` must
+   be true, ``status()`` must list patches and another thread must get another
+   ``connections["default"]``.
+
+Both runs get ``PYTHONHASHSEED=0`` (Python 2's default order, which those suites assume).
+
+Nothing of Django's is changed on disk or in code, except ``settings.TEST_RUNNER``: a
+``DjangoTestSuiteRunner`` whose result also records each test's outcome.  It prints both runs'
+totals, the tests that fail or err with the shim and pass without it (regressions: there must
+be none), and those that only fail without it.  With ``--junitxml`` it writes one testcase per
+Django test, as it came out with the shim: a regression is a failure, a test that also fails
+without the shim is skipped ("fails without connlocal_shim too: ..."), Django's own skips stay
+skips.
+
+Exit status: 0 when both runs ran tests, the shim was installed in the second and no test
+regressed; 1 otherwise.  LABELs (e.g. ``basic transactions``) are handed to runtests.py, to
+run part of the suite.
+"""
+from __future__ import print_function
+
+import argparse
+import glob
+import hashlib
+import io
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tarfile
+import tempfile
+import threading
+import time
+import xml.etree.ElementTree as ET
+
+SHIM_APP = "connlocal_shim"
+
+# Outcomes a run records for each test.  "Bad" ones fail the test.
+PASSED = "passed"
+FAILURE = "failure"
+ERROR = "error"
+SKIPPED = "skipped"
+EXPECTED_FAILURE = "expected failure"
+UNEXPECTED_SUCCESS = "unexpected success"
+BAD_OUTCOMES = (FAILURE, ERROR, UNEXPECTED_SUCCESS)
+
+# A whole suite runs in under 2 minutes here; a run still going after this has hung.
+DEFAULT_RUN_TIMEOUT = 20 * 60
+
+# XML 1.0 cannot carry these; test output sometimes does.
+_XML_INVALID = re.compile(u"[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
+
+
+def _text(value):
+    """Unicode text of a test id, message or traceback (byte strings on Python 2)."""
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    try:
+        return u"%s" % (value,)
+    except UnicodeDecodeError:  # a Python 2 object whose __str__ returns non-ASCII bytes
+        return str(value).decode("utf-8", "replace")
+
+
+def _last_line(traceback_text):
+    """The exception line of a traceback: what a report shows as the reason."""
+    lines = [line for line in _text(traceback_text).strip().splitlines() if line.strip()]
+    return lines[-1].strip() if lines else u""
+
+
+# --- the child: one run of runtests.py in this process ------------------------------------
+
+def make_recording_runner(records):
+    """A DjangoTestSuiteRunner subclass whose results also append (key, outcome, detail) to
+    ``records``.  Built here because it needs the Django of the run imported."""
+    from django.test.simple import DjangoTestSuiteRunner
+    import django.test.simple as django_simple
+    try:
+        from django.utils import unittest  # Django 1.3: the unittest its tests are built with
+    except ImportError:
+        import unittest  # Django 1.2
+
+    def key_of(test):
+        key = _text(test.id())
+        # Django 1.2.7's runtests.py adds one InvalidModelTestCase per invalid-model app, all
+        # with the same id: tell them apart by the app they validate.
+        label = getattr(test, "model_label", None)
+        if label:
+            key = u"%s (%s)" % (key, label)
+        return key
+
+    class RecordingResult(unittest.TextTestResult):
+        def addSuccess(self, test):
+            super(RecordingResult, self).addSuccess(test)
+            records.append((key_of(test), PASSED, u""))
+
+        def addFailure(self, test, err):
+            super(RecordingResult, self).addFailure(test, err)
+            records.append((key_of(test), FAILURE, _text(self.failures[-1][1])))
+
+        def addError(self, test, err):
+            super(RecordingResult, self).addError(test, err)
+            records.append((key_of(test), ERROR, _text(self.errors[-1][1])))
+
+        def addSkip(self, test, reason):
+            super(RecordingResult, self).addSkip(test, reason)
+            records.append((key_of(test), SKIPPED, _text(reason)))
+
+        def addExpectedFailure(self, test, err):
+            super(RecordingResult, self).addExpectedFailure(test, err)
+            records.append((key_of(test), EXPECTED_FAILURE, u""))
+
+        def addUnexpectedSuccess(self, test):
+            super(RecordingResult, self).addUnexpectedSuccess(test)
+            records.append((key_of(test), UNEXPECTED_SUCCESS, u"unexpected success"))
+
+    # The runner run_suite() uses in the Django of the run: 1.2's DjangoTestRunner (Ctrl-C and
+    # failfast handling over TextTestRunner), 1.3's plain TextTestRunner.  Both take resultclass.
+    text_runner_class = getattr(django_simple, "DjangoTestRunner", unittest.TextTestRunner)
+
+    class RecordingTestRunner(DjangoTestSuiteRunner):
+        def run_suite(self, suite, **kwargs):
+            runner = text_runner_class(verbosity=self.verbosity, failfast=self.failfast,
+                                       resultclass=RecordingResult)
+            return runner.run(suite)
+
+    return RecordingTestRunner
+
+
+def connections_are_thread_local():
+    """Whether another thread gets another wrapper for connections["default"]: Django 1.2/1.3
+    share one object between threads, the backport gives each thread its own."""
+    from django.db import DEFAULT_DB_ALIAS, connections
+    seen = []
+    thread = threading.Thread(target=lambda: seen.append(connections[DEFAULT_DB_ALIAS]))
+    thread.start()
+    thread.join()
+    return seen[0] is not connections[DEFAULT_DB_ALIAS]
+
+
+def shim_state():
+    """What connlocal_shim says about this process (imported at all? installed? patches?),
+    and whether connections are thread-local at the end of the run."""
+    state = {"imported": SHIM_APP in sys.modules,
+             "thread_local_connections": connections_are_thread_local()}
+    if state["imported"]:
+        import connlocal_shim
+        status = connlocal_shim.status()
+        state.update(
+            installed=connlocal_shim.is_installed(),
+            patches=len(status["patches"]),
+            rebuilt_classes=len(status["rebuilt_classes"]),
+            refused=_text(status["refused"]) if status["refused"] else None,
+            version=connlocal_shim.__version__,
+            file=os.path.dirname(os.path.abspath(connlocal_shim.__file__)),
+        )
+    return state
+
+
+def run_once(args):
+    """Child mode: Django's runtests.py from args.tests_dir, in this process; results to
+    args.result as JSON."""
+    started = time.time()
+    tests_dir = os.path.abspath(args.tests_dir)
+    # As `cd tests && python runtests.py --settings=test_sqlite` does: tests/ first on sys.path
+    # (runtests, test_sqlite, urls and the test apps are imported from there).
+    sys.path.insert(0, tests_dir)
+    os.chdir(tests_dir)
+    os.environ["DJANGO_SETTINGS_MODULE"] = "test_sqlite"
+
+    import django
+    import runtests
+    from django.conf import settings
+
+    if args.with_shim:
+        # The list runtests.setup() makes settings.INSTALLED_APPS; first, as README.rst's
+        # "Install" lists it.
+        runtests.ALWAYS_INSTALLED_APPS.insert(0, SHIM_APP)
+
+    records = []
+    this_module = sys.modules[__name__]
+    this_module.RecordingTestRunner = make_recording_runner(records)
+    # runtests.django_tests() runs settings.TEST_RUNNER (get_runner() imports it by path).
+    settings.TEST_RUNNER = "%s.RecordingTestRunner" % __name__
+
+    crashed = None
+    try:
+        runtests.django_tests(args.verbosity, False, False, list(args.labels))
+    except BaseException as exc:  # recorded in the result, then re-raised below
+        crashed = exc
+    result = {
+        "django_version": django.get_version(),
+        "django_file": os.path.dirname(os.path.abspath(django.__file__)),
+        "with_shim": args.with_shim,
+        "shim": shim_state(),
+        "installed_apps_first": list(runtests.ALWAYS_INSTALLED_APPS[:3]),
+        "records": records,
+        "crashed": _text("%s: %s" % (type(crashed).__name__, crashed)) if crashed else None,
+        "duration": time.time() - started,
+    }
+    with io.open(args.result, "w", encoding="utf-8") as handle:
+        handle.write(_text(json.dumps(result, indent=1)))
+    if crashed is not None:
+        raise crashed
+    return 0
+
+
+# --- the parent: sdist, two runs, comparison ------------------------------------------------
+
+def installed_django():
+    """(version, package directory) of the Django this Python imports."""
+    import django
+    return django.get_version(), os.path.dirname(os.path.abspath(django.__file__))
+
+
+def fetch_sdist(version, cache_dir):
+    """Path of Django-<version>.tar.gz in cache_dir, downloaded with pip if not there."""
+    target = os.path.join(cache_dir, "Django-%s" % version)
+    if not os.path.isdir(target):
+        os.makedirs(target)
+    found = glob.glob(os.path.join(target, "Django-%s.tar.gz" % version))
+    if found and tarfile.is_tarfile(found[0]):
+        return found[0]
+    for path in found:  # a download cut short
+        os.remove(path)
+    command = [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:",
+               "--disable-pip-version-check", "-d", target, "Django==%s" % version]
+    if _pip_version()[:2] in ((20, 2), (20, 3)):
+        # pip 20.2/20.3 default to their legacy resolver on Python 2, whose `pip download`
+        # fails with "assert req.link is not None" (save_linked_requirement) when the set
+        # holds a constraint, e.g. one of a pip.conf's `constraint =` files; the new
+        # resolver, opt-in there, saves only what it downloaded.
+        command.insert(4, "--use-feature=2020-resolver")
+    print("== downloading Django %s's sdist: %s" % (version, " ".join(command)))
+    sys.stdout.flush()
+    subprocess.check_call(command)
+    found = glob.glob(os.path.join(target, "Django-%s.tar.gz" % version))
+    if not found:
+        raise SystemExit("django_suite: pip left no Django-%s.tar.gz in %s" % (version, target))
+    return found[0]
+
+
+def _pip_version():
+    """pip's version as a tuple of ints, () if unknown."""
+    try:
+        import pip
+    except ImportError:
+        return ()
+    return tuple(int(part) for part in re.findall(r"\d+", pip.__version__)[:3])
+
+
+def sha256_of(path):
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def extract_tests(sdist, version, into):
+    """Extract the sdist's tests/ under ``into``; return the path of that tests/."""
+    prefix = "Django-%s/tests/" % version
+    with tarfile.open(sdist) as archive:
+        members = [member for member in archive.getmembers()
+                   if member.name.startswith(prefix)
+                   and not member.name.startswith("/") and ".." not in member.name.split("/")]
+        archive.extractall(into, members)
+    tests_dir = os.path.join(into, prefix.rstrip("/"))
+    if not os.path.isfile(os.path.join(tests_dir, "runtests.py")):
+        raise SystemExit("django_suite: no tests/runtests.py in %s" % sdist)
+    return tests_dir
+
+
+def run_suite(sdist, version, with_shim, labels, verbosity, timeout, workdir):
+    """One run of Django's suite in a subprocess, on a fresh copy of tests/; its JSON result
+    (None if it wrote none), its exit code and whether it timed out."""
+    name = "with-shim" if with_shim else "without-shim"
+    rundir = tempfile.mkdtemp(prefix=name + "-", dir=workdir)
+    tests_dir = extract_tests(sdist, version, rundir)
+    result_path = os.path.join(rundir, "result.json")
+    command = [sys.executable, os.path.abspath(__file__), "--run-once",
+               "--tests-dir", tests_dir, "--result", result_path,
+               "--verbosity", str(verbosity)]
+    if with_shim:
+        command.append("--with-shim")
+    command.extend(labels)
+    print("== Django %s's suite %s connlocal_shim" % (version, "with" if with_shim else "without"))
+    sys.stdout.flush()
+    environ = dict(os.environ)
+    # Python 2.7 randomises str hashes only when PYTHONHASHSEED asks it to (tox sets a random
+    # one); Django 1.2/1.3's suites were written for a fixed order and have tests that depend on
+    # it.  Both runs get the same, Python 2's default one.
+    environ["PYTHONHASHSEED"] = "0"
+    process = subprocess.Popen(command, cwd=tests_dir, env=environ)
+    timed_out = []
+
+    def kill():
+        timed_out.append(True)
+        process.kill()
+
+    timer = threading.Timer(timeout, kill)
+    cpu_before = children_cpu_seconds()
+    timer.start()
+    try:
+        code = process.wait()
+    finally:
+        timer.cancel()
+    result = None
+    if os.path.isfile(result_path):
+        with io.open(result_path, encoding="utf-8") as handle:
+            result = json.load(handle)
+        # CPU time as well as wall time: on a shared machine the latter says more about the
+        # neighbours than about the suite.
+        result["cpu"] = children_cpu_seconds() - cpu_before
+    return result, code, bool(timed_out)
+
+
+def children_cpu_seconds():
+    """User + system CPU seconds of this process's waited-for children so far."""
+    times = os.times()
+    return times[2] + times[3]
+
+
+def outcomes_by_test(result):
+    """{test key: (outcome, detail)}, plus the keys in run order."""
+    outcomes = {}
+    order = []
+    for key, outcome, detail in result["records"]:
+        if key in outcomes:
+            # A test reported twice (an error in tearDown after a failure, ...): keep the
+            # worst outcome, as the test's.
+            if outcomes[key][0] in BAD_OUTCOMES:
+                continue
+        else:
+            order.append(key)
+        outcomes[key] = (outcome, detail)
+    return outcomes, order
+
+
+def totals(outcomes):
+    counts = dict.fromkeys((PASSED, FAILURE, ERROR, SKIPPED, EXPECTED_FAILURE,
+                            UNEXPECTED_SUCCESS), 0)
+    for outcome, _ in outcomes.values():
+        counts[outcome] += 1
+    return counts
+
+
+def describe_totals(outcomes, duration, cpu):
+    counts = totals(outcomes)
+    text = "%d tests: %d passed, %d failures, %d errors, %d skipped" % (
+        len(outcomes), counts[PASSED], counts[FAILURE], counts[ERROR], counts[SKIPPED])
+    if counts[EXPECTED_FAILURE]:
+        text += ", %d expected failures" % counts[EXPECTED_FAILURE]
+    if counts[UNEXPECTED_SUCCESS]:
+        text += ", %d unexpected successes" % counts[UNEXPECTED_SUCCESS]
+    return text + " (%.0fs, %.0fs CPU)" % (duration, cpu)
+
+
+def compare(without, with_shim):
+    """Sort every test of either run: regressions, fixed, bad in both, missing with the shim."""
+    regressions, fixed, bad_in_both, missing, new = [], [], [], [], []
+    for key in without["order"]:
+        outcome, _ = without["outcomes"][key]
+        if key not in with_shim["outcomes"]:
+            missing.append(key)
+            continue
+        shim_outcome, _ = with_shim["outcomes"][key]
+        if shim_outcome in BAD_OUTCOMES:
+            (bad_in_both if outcome in BAD_OUTCOMES else regressions).append(key)
+        elif outcome in BAD_OUTCOMES:
+            fixed.append(key)
+    for key in with_shim["order"]:
+        if key not in without["outcomes"]:
+            new.append(key)
+    return dict(regressions=regressions, fixed=fixed, bad_in_both=bad_in_both,
+                missing=missing, new=new)
+
+
+def junit_case(suite, key, elapsed=None):
+    """A <testcase> for a test key: classname is what precedes the last dot of its id."""
+    test_id = key.split(u" (", 1)[0]
+    classname, _, name = test_id.rpartition(u".")
+    if key != test_id:
+        name += key[len(test_id):]
+    attrs = {"classname": classname or u"django", "name": name}
+    if elapsed is not None:
+        attrs["time"] = "%.3f" % elapsed
+    return ET.SubElement(suite, "testcase", attrs)
+
+
+def _xml(text):
+    return _XML_INVALID.sub(u"?", _text(text))
+
+
+def write_junit(path, envname, without, with_shim, comparison, shim_ok, shim_message):
+    """One testcase per test of either run, as it came out with the shim (module docstring),
+    and one for the check that the shim was installed.  Returns the counts written."""
+    suite = ET.Element("testsuite", {"name": envname})
+    counts = dict(tests=0, failures=0, errors=0, skipped=0)
+    regressions = set(comparison["regressions"])
+    bad_in_both = set(comparison["bad_in_both"])
+
+    def add(key, kind, message=u"", body=u""):
+        case = junit_case(suite, key)
+        counts["tests"] += 1
+        if kind is not None:
+            element = ET.SubElement(case, kind, {"message": _xml(message)[:1000]})
+            element.text = _xml(body)
+            counts[{"failure": "failures", "error": "errors", "skipped": "skipped"}[kind]] += 1
+
+    check = ET.SubElement(suite, "testcase", {"classname": "django_suite",
+                                              "name": "connlocal_shim_installed"})
+    counts["tests"] += 1
+    if not shim_ok:
+        ET.SubElement(check, "failure", {"message": _xml(shim_message)}).text = _xml(shim_message)
+        counts["failures"] += 1
+
+    for key in with_shim["order"]:
+        outcome, detail = with_shim["outcomes"][key]
+        if key in regressions:
+            before = without["outcomes"][key][0]
+            add(key, "failure", u"regression: %s with connlocal_shim, %s without it: %s"
+                % (outcome, before, _last_line(detail)), detail)
+        elif key in bad_in_both:
+            before = without["outcomes"][key][1]
+            add(key, "skipped", u"fails without connlocal_shim too: %s" % _last_line(before))
+        elif outcome in BAD_OUTCOMES:  # a test only the run with the shim ran
+            add(key, "failure", u"%s with connlocal_shim (not run without it): %s"
+                % (outcome, _last_line(detail)), detail)
+        elif outcome == SKIPPED:
+            add(key, "skipped", detail)
+        else:
+            add(key, None)
+    for key in comparison["missing"]:
+        add(key, "failure", u"ran without connlocal_shim, not with it")
+
+    # One testcase a line, for people reading the report.
+    suite.text = u"\n"
+    for case in suite:
+        case.tail = u"\n"
+    for name, value in counts.items():
+        suite.set(name, str(value))
+    suite.set("time", "%.3f" % (without["duration"] + with_shim["duration"]))
+    directory = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(directory):
+        os.makedirs(directory)
+    ET.ElementTree(suite).write(path, encoding="utf-8", xml_declaration=True)
+    return counts
+
+
+def check_shim(result):
+    """(ok, message) for the run with the shim: installed, with patches."""
+    shim = result["shim"]
+    if not shim.get("imported"):
+        return False, "connlocal_shim was never imported in the run with it"
+    if not shim.get("installed"):
+        return False, "connlocal_shim was imported but not installed (refused: %s)" % (
+            shim.get("refused"),)
+    if not shim.get("patches"):
+        return False, "connlocal_shim installed but listed no patches"
+    if not shim.get("thread_local_connections"):
+        return False, ("connlocal_shim installed, but at the end of the run another thread "
+                       "got the same connections['default'] object")
+    return True, ("connlocal_shim %s installed from %s: %d patches, %d rebuilt classes; "
+                  "connections thread-local at the end of the run"
+                  % (shim["version"], shim["file"], shim["patches"], shim["rebuilt_classes"]))
+
+
+def print_tests(title, keys, run, limit=None):
+    print("%s: %s" % (title, len(keys) if keys else "none"))
+    for key in keys[:limit]:
+        outcome, detail = run["outcomes"][key]
+        print("  %s  [%s] %s" % (key, outcome, _last_line(detail)))
+    if limit is not None and len(keys) > limit:
+        print("  ... and %d more" % (len(keys) - limit))
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0],
+        epilog="See the module docstring and README.rst, \"Django's own test suite\".")
+    parser.add_argument("labels", nargs="*", help="runtests.py labels (default: everything)")
+    parser.add_argument("--cache-dir",
+                        default=os.path.join(tempfile.gettempdir(), "connlocal-shim-django-suite"),
+                        help="where Django's sdists are downloaded (default: %(default)s)")
+    parser.add_argument("--junitxml", help="write a junit XML report there")
+    parser.add_argument("--envname", default=os.environ.get("CONNLOCAL_SHIM_TOXENV", "django-suite"),
+                        help="the junit testsuite's name (default: the tox env's)")
+    parser.add_argument("--verbosity", type=int, default=1, choices=(0, 1, 2),
+                        help="runtests.py's verbosity (default: %(default)s)")
+    parser.add_argument("--timeout", type=float, default=DEFAULT_RUN_TIMEOUT,
+                        help="seconds after which a run is killed (default: %(default)s)")
+    parser.add_argument("--keep", action="store_true", help="keep the extracted tests/ copies")
+    # Child mode (one run of runtests.py in this process), used by the parent.
+    parser.add_argument("--run-once", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--tests-dir", help=argparse.SUPPRESS)
+    parser.add_argument("--result", help=argparse.SUPPRESS)
+    parser.add_argument("--with-shim", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.run_once:
+        return run_once(args)
+
+    started = time.time()
+    version, django_dir = installed_django()
+    if not (version.startswith("1.2") or version.startswith("1.3")):
+        print("django_suite: Django %s is installed; this compares Django 1.2/1.3's suites "
+              "(the Djangos connlocal_shim patches)" % version)
+        return 1
+    sdist = fetch_sdist(version, os.path.abspath(args.cache_dir))
+    print("== Django %s from %s; tests/ from %s (sha256 %s)"
+          % (version, django_dir, sdist, sha256_of(sdist)))
+    workdir = tempfile.mkdtemp(prefix="connlocal-shim-django-suite-")
+    problems = []
+    runs = {}
+    try:
+        for with_shim in (False, True):
+            result, code, timed_out = run_suite(sdist, version, with_shim, args.labels,
+                                                args.verbosity, args.timeout, workdir)
+            label = "with connlocal_shim" if with_shim else "without connlocal_shim"
+            if timed_out:
+                problems.append("the run %s was killed after %.0fs" % (label, args.timeout))
+            if result is None:
+                problems.append("the run %s wrote no result (exit code %s)" % (label, code))
+                result = dict(records=[], duration=0.0, cpu=0.0, shim={}, crashed=None,
+                              django_version=version, django_file=django_dir)
+            elif result["crashed"]:
+                problems.append("the run %s crashed: %s" % (label, result["crashed"]))
+            if result["django_version"] != version or result["django_file"] != django_dir:
+                problems.append("the run %s imported Django %s from %s, not %s from %s" % (
+                    label, result["django_version"], result["django_file"], version, django_dir))
+            result["outcomes"], result["order"] = outcomes_by_test(result)
+            if not result["outcomes"]:
+                problems.append("the run %s ran no test" % label)
+            runs[with_shim] = result
+    finally:
+        if args.keep:
+            print("== extracted tests/ kept in %s" % workdir)
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
+
+    without, with_shim = runs[False], runs[True]
+    if without["shim"].get("imported"):
+        problems.append("connlocal_shim was imported in the run without it")
+    if without["shim"].get("thread_local_connections"):
+        problems.append("connections were thread-local in the run without connlocal_shim: "
+                        "is this Django 1.2/1.3's?")
+    shim_ok, shim_message = check_shim(with_shim)
+    if not shim_ok:
+        problems.append(shim_message)
+    comparison = compare(without, with_shim)
+
+    print()
+    print("== Django %s's own test suite (tests/runtests.py --settings=test_sqlite)" % version)
+    print("without connlocal_shim: %s" % describe_totals(
+        without["outcomes"], without["duration"], without["cpu"]))
+    print("with connlocal_shim:    %s" % describe_totals(
+        with_shim["outcomes"], with_shim["duration"], with_shim["cpu"]))
+    print(shim_message)
+    print_tests("regressions (fail with connlocal_shim, pass without it)",
+                comparison["regressions"], with_shim)
+    print_tests("fixed by connlocal_shim (fail without it, pass with it)",
+                comparison["fixed"], without)
+    print_tests("failing in both runs (fails without connlocal_shim too)",
+                comparison["bad_in_both"], without, limit=20)
+    if comparison["missing"]:
+        print_tests("ran without connlocal_shim only", comparison["missing"], without, limit=20)
+        problems.append("%d tests ran without connlocal_shim only" % len(comparison["missing"]))
+    if comparison["new"]:
+        print_tests("ran with connlocal_shim only", comparison["new"], with_shim, limit=20)
+    if comparison["regressions"]:
+        problems.append("%d tests regressed with connlocal_shim" % len(comparison["regressions"]))
+        for key in comparison["regressions"]:
+            print()
+            print("-- regression: %s (%s without connlocal_shim)"
+                  % (key, without["outcomes"][key][0]))
+            print(with_shim["outcomes"][key][1])
+
+    if args.junitxml:
+        counts = write_junit(args.junitxml, args.envname, without, with_shim, comparison,
+                             shim_ok, shim_message)
+        print("junit report %s: %d tests, %d failures, %d skipped"
+              % (args.junitxml, counts["tests"], counts["failures"], counts["skipped"]))
+    for problem in problems:
+        print("problem: " + problem)
+    print("== %s after %.0fs" % ("FAILED" if problems else "ok", time.time() - started))
+    return 1 if problems else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
