@@ -26,6 +26,12 @@ def thread_local_handler_class(handler_class, storage, open_wrapper, unwrap):
     returns None for anything that is not a DatabaseWrapper.
     """
 
+    # Types whose instances unwrap() returned as they are: a DatabaseWrapper class (never a
+    # legacy reference's proxy class, nor an object proxy whose __class__ names another class).
+    # unwrap() gives the same answer for every instance of such a type while this install
+    # lasts, so __setitem__ skips it for them: route_connections sets aliases twice per block.
+    plain_wrapper_types = set()
+
     class ThreadLocalConnectionHandler(handler_class):
         """django.db.connections with per-thread wrappers (connlocal_shim's backport of #17258).
 
@@ -44,6 +50,9 @@ def thread_local_handler_class(handler_class, storage, open_wrapper, unwrap):
                 return open_wrapper(self, alias)
 
         def __setitem__(self, alias, wrapper):
+            if type(alias) is str and type(wrapper) in plain_wrapper_types:
+                storage.wrappers[alias] = wrapper
+                return
             if not isinstance(alias, string_types):
                 raise TypeError(
                     "connlocal_shim: connection aliases are strings, not %s" % type(alias).__name__
@@ -54,6 +63,8 @@ def thread_local_handler_class(handler_class, storage, open_wrapper, unwrap):
                     "connlocal_shim: connections[%r] can only be set to a DatabaseWrapper "
                     "(such as connections['other']), not %s" % (alias, type(wrapper).__name__)
                 )
+            if target is wrapper and wrapper.__class__ is type(wrapper):
+                plain_wrapper_types.add(type(wrapper))
             storage.wrappers[alias] = target
 
         def __delitem__(self, alias):
