@@ -203,21 +203,20 @@ def figure4(workers, options):
     rows += [("dj61-getitem_after_routing", "dj61", "getitem_after_routing")]
     stats = interleaved(rows, workers, options.repeats, options.sample_seconds)
     labels = {
-        "route_bare": "bare minimum: p = c[k]; c[k] = w; c[k] = p",
-        "route_alias": "with r: (r = route_connections(default='other'), made once)",
-        "route_wrapper": "with r: (r = route_connections(default=<shared wrapper>), made once)",
-        "route_alias_new": "with route_connections(default='other'): (made each time)",
+        "route_bare": "bare: p = c[k]; c[k] = w; c[k] = p",
+        "route_alias": "with r, r = route_connections(default='other')",
+        "route_wrapper": "with r, r = route_connections(default=<shared wrapper>)",
+        "route_alias_new": "with route_connections(default='other') (made each time)",
     }
     result = {"title": "route_connections enter + exit (ns per block)", "unit": "ns", "rows": []}
-    for variant, where in (("dj13shim", "Py 2.7 / Django 1.3.7 + shim"),
-                           ("dj61", "Py 3.13 / Django 6.1 + shim")):
+    for variant, where in (("dj13shim", "Py2.7 Dj1.3.7+shim"), ("dj61", "Py3.13 Dj6.1+shim")):
         for case in cases:
             key = variant + "-" + case
             vs = None if case == "route_bare" else variant + "-route_bare"
             result["rows"].append(row(stats, key, "%s: %s" % (where, labels[case]), vs=vs))
     result["rows"].append(row(
         stats, "dj61-getitem_after_routing",
-        'Py 3.13 / Django 6.1: connections["default"] once routing is enabled',
+        'Py3.13 Dj6.1: connections["default"] once routing is enabled',
         vs=None, also=("dj61-getitem", figure_value(options, 1, "dj61")),
     ))
     return result
@@ -508,7 +507,7 @@ def start_cluster():
 # figure -> [(row key, variant, case, rounds)]; an op costs (Ir(2N) - Ir(N)) / (N * unroll).
 CALLGRIND_ROWS = {
     1: [("dj13", "dj13", "getitem", 5000), ("dj13shim", "dj13shim", "getitem", 5000),
-        ("dj14", "dj14", "getitem", 5000)],
+        ("dj14", "dj14", "getitem", 5000), ("dj61", "dj61", "getitem", 5000)],
     2: [("dj13-ops", "dj13", "attr_ops_module", 5000),
         ("dj13shim-module-ops", "dj13shim", "attr_ops_module", 5000),
         ("dj13shim-legacy-ops", "dj13shim", "attr_ops_legacy", 5000),
@@ -521,11 +520,12 @@ CALLGRIND_ROWS = {
         ("dj13shim-route_wrapper", "dj13shim", "route_wrapper", 1000),
         ("dj61-route_bare", "dj61", "route_bare", 1000),
         ("dj61-route_alias", "dj61", "route_alias", 1000),
-        ("dj61-route_wrapper", "dj61", "route_wrapper", 1000)],
-    5: [("dj13", "dj13", "request", 50), ("dj13shim", "dj13shim", "request", 50),
-        ("dj14", "dj14", "request", 50)],
+        ("dj61-route_wrapper", "dj61", "route_wrapper", 1000),
+        ("dj61-getitem_after_routing", "dj61", "getitem_after_routing", 5000)],
+    5: [("dj13", "dj13", "request", 20), ("dj13shim", "dj13shim", "request", 20),
+        ("dj14", "dj14", "request", 20)],
 }
-UNROLL = {"getitem": 20, "attr_ops_module": 20, "attr_ops_legacy": 20, "route_bare": 10,
+UNROLL = {"getitem": 20, "getitem_after_routing": 20, "attr_ops_module": 20, "attr_ops_legacy": 20, "route_bare": 10,
           "route_alias": 10, "route_wrapper": 10}
 
 
@@ -568,10 +568,14 @@ def callgrind_figure(number, pythons, report, pg_port=None):
     figure = report["figures"].get(str(number))
     if figure is None:
         return
+    if number == 4:  # connections[alias] on Django 6.1 before routing: figure 1's row
+        for item in report["figures"].get("1", {}).get("rows", ()):
+            if item["key"] == "dj61" and "instructions" in item:
+                per_op["dj61-getitem"] = item["instructions"]
     for item in figure["rows"]:
         if item["key"] in per_op:
             item["instructions"] = per_op[item["key"]]
-            reference = per_op.get(item.get("vs"))
+            reference = per_op.get(item.get("vs") or item.get("also_vs"))
             if reference:
                 item["instructions_ratio"] = per_op[item["key"]] / reference
     figure["instructions_note"] = (
@@ -595,18 +599,24 @@ def format_value(value, unit):
 def print_table(figure_number, figure, out):
     out.write("\n%d. %s\n" % (figure_number, figure["title"]))
     if figure_number == 6:
-        out.write("   %-28s %14s %14s %14s %14s\n" % (
-            "variant", "wrappers", "DB-API open", "server conns", "RSS KiB"))
+        out.write("   %-36s %9s %12s %13s %9s %14s\n" % (
+            "variant, when", "wrappers", "DB-API open", "server conns", "RSS KiB",
+            "failed threads"))
         for item in figure["rows"]:
             for phase in ("before", "after", "after_gc"):
                 census = item[phase]
-                out.write("   %-28s %14s %14s %14s %14s\n" % (
-                    "%s, %s" % (item["label"].replace("Django ", ""), phase.replace("_", " ")),
+                out.write("   %-36s %9s %12s %13s %9s %14s\n" % (
+                    "%s, %s" % (item["label"].replace("Django ", ""),
+                                {"after_gc": "after gc.collect()"}.get(phase, phase)),
                     census["wrappers"], census["dbapi_connections_open"],
-                    census["server_connections"], census["rss_kib"]))
+                    census["server_connections"], census["rss_kib"],
+                    item["errors"] if phase == "after" else ""))
+        for item in figure["rows"]:
             if item["errors"]:
-                out.write("   %s: %d thread errors, first: %s\n" % (
-                    item["label"], item["errors"], item["first_errors"]))
+                out.write("   %s: first failure: %s\n" % (
+                    item["label"], item["first_errors"][0].strip().replace("\n", " ")))
+        out.write("   (wrappers: DatabaseWrapper objects alive, with the shim including the one\n"
+                  "   legacy object django.db.connection; server conns: pg_stat_activity)\n")
         return
     unit = figure["unit"]
     out.write("   %-78s %9s %9s  %s\n" % ("", "min", "median", "ratio (target)"))
