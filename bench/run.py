@@ -653,6 +653,14 @@ def print_table(figure_number, figure, out):
                   "   the gunicorn processes' user+system time per request, min over rounds)\n")
 
 
+def print_report(report, figures, out):
+    out.write("connlocal-shim benchmark, %s, %d CPUs, load %.1f -> %.1f, %.0f s\n" % (
+        report["started"], report["host"]["cpus"], report["host"]["load_average_before"][0],
+        report["host"]["load_average_after"][0], report["seconds"]))
+    for number in figures:
+        print_table(number, report["figures"][str(number)], out)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--figures", default="1,2,3,4,5,6")
@@ -670,7 +678,14 @@ def main():
     parser.add_argument("--callgrind", action="store_true",
                         help="also count instructions per op with valgrind (load-independent)")
     parser.add_argument("--json", default=os.path.join(RESULTS, "latest.json"))
+    parser.add_argument("--show", metavar="JSON",
+                        help="print the tables of a saved run (such as bench/last_run.json)")
     options = parser.parse_args()
+    if options.show:
+        with open(options.show) as handle:
+            report = json.load(handle)
+        print_report(report, sorted(int(number) for number in report["figures"]), sys.stdout)
+        return
     if options.quick:
         options.repeats = options.orm_repeats = 3
         options.load_rounds, options.load_seconds = 1, 2
@@ -724,11 +739,7 @@ def main():
     report["seconds"] = time.time() - started
     report["host"]["load_average_after"] = os.getloadavg()
     out = sys.stdout
-    out.write("connlocal-shim benchmark, %s, %d CPUs, load %.1f -> %.1f, %.0f s\n" % (
-        report["started"], report["host"]["cpus"], report["host"]["load_average_before"][0],
-        report["host"]["load_average_after"][0], report["seconds"]))
-    for number in figures:
-        print_table(number, report["figures"][str(number)], out)
+    print_report(report, figures, out)
     with open(options.json, "w") as handle:
         json.dump(report, handle, indent=1, sort_keys=True)
     stamped = os.path.join(RESULTS, time.strftime("run-%Y%m%d-%H%M%S.json"))
