@@ -130,14 +130,7 @@ class PostgresCluster(object):
         atexit.register(self.stop)
         self._stop_on_sigterm()
         try:
-            self.directory = tempfile.mkdtemp(
-                prefix="connlocal-shim-pg-", dir=os.environ.get("CONNLOCAL_SHIM_POSTGRES_TMPDIR")
-            )
-            socket_directory = os.path.join(self.directory, "socket")
-            os.mkdir(socket_directory)
-            if self._account is not None:
-                for path in (self.directory, socket_directory):
-                    os.chown(path, *self._account)
+            socket_directory = self._make_directory()
             self._run(
                 "initdb", "--pgdata", self.data_directory, "--auth=trust",
                 "--username", SUPERUSER, "--encoding=UTF8", "--locale=C", "--no-sync",
@@ -159,6 +152,19 @@ class PostgresCluster(object):
             raise
         return self
 
+    def _make_directory(self):
+        """The cluster's temporary directory (where .ci/run's clean-up looks) and its socket
+        directory, owned by the server's account; returns the socket directory."""
+        self.directory = tempfile.mkdtemp(
+            prefix="connlocal-shim-pg-", dir=os.environ.get("CONNLOCAL_SHIM_POSTGRES_TMPDIR")
+        )
+        socket_directory = os.path.join(self.directory, "socket")
+        os.mkdir(socket_directory)
+        if self._account is not None:
+            for path in (self.directory, socket_directory):
+                os.chown(path, *self._account)
+        return socket_directory
+
     def start_standby(self):
         """A second cluster made with ``pg_basebackup -R`` from this one and started as its
         hot standby: a separate, read-only server that receives this one's changes
@@ -169,14 +175,7 @@ class PostgresCluster(object):
         standby._account = self._account
         atexit.register(standby.stop)
         try:
-            standby.directory = tempfile.mkdtemp(
-                prefix="connlocal-shim-pg-", dir=os.environ.get("CONNLOCAL_SHIM_POSTGRES_TMPDIR")
-            )
-            socket_directory = os.path.join(standby.directory, "socket")
-            os.mkdir(socket_directory)
-            if standby._account is not None:
-                for path in (standby.directory, socket_directory):
-                    os.chown(path, *standby._account)
+            socket_directory = standby._make_directory()
             standby._run(
                 "pg_basebackup", "--pgdata", standby.data_directory, "--host", HOST,
                 "--port", str(self.port), "--username", SUPERUSER, "--write-recovery-conf",
