@@ -50,10 +50,53 @@ def _pending_tokens():
 
 
 def leave_pending_routes(**kwargs):
-    """Leave every route of this thread's requests that no response has left."""
+    """Leave every route of this thread's requests that no response has left.
+
+    As a request_finished receiver it runs after Django's own closer (connected earlier), which
+    closed what the routed aliases pointed to, not the thread's own connections of those
+    aliases: once every route is left, those are closed as Django's closer would have.
+    """
+    from django.core.signals import request_finished
+
     tokens = _pending_tokens()
+    rerouted = []
     while tokens:
-        tokens.pop().route.exit()
+        route = tokens.pop().route
+        route.exit()
+        rerouted.extend(alias for alias, _ in route.aliases)
+    if rerouted and kwargs.get("signal") is request_finished and djangos_closer_is_connected():
+        close_as_django_would(rerouted)
+
+
+def djangos_closer():
+    """Django's request_finished receiver that closes the thread's connections:
+    close_old_connections since Django 1.6, close_connection before."""
+    import django.db
+
+    return getattr(django.db, "close_old_connections", None) or django.db.close_connection
+
+
+def djangos_closer_is_connected():
+    """Whether request_finished still calls Django's closer: some sites disconnect it to keep
+    their connections open across requests, and then nothing is closed for them either."""
+    from django.core.signals import request_finished
+
+    # Each entry of receivers starts with the lookup key (id(receiver), id(sender)) on every
+    # Django 1.2-6.1 (a dispatch_uid takes the place of the id; Django connects none here).
+    closer_id = id(djangos_closer())
+    return any(entry[0][0] == closer_id for entry in request_finished.receivers)
+
+
+def close_as_django_would(aliases):
+    """Close the thread's connections of ``aliases`` as Django's closer does at
+    request_finished: close_if_unusable_or_obsolete() since Django 1.6 (CONN_MAX_AGE),
+    close() before."""
+    from django.db import connections
+
+    for alias in sorted(set(aliases)):
+        wrapper = connections[alias]
+        close = getattr(wrapper, "close_if_unusable_or_obsolete", None) or wrapper.close
+        close()
 
 
 class PinningConfig(object):

@@ -200,3 +200,89 @@ def test_an_http_server_thread_serves_the_test_threads_in_memory_rows():
         with web.ThreadedServer(app, threaded=False) as server:
             assert web.http(server.url + "/rows/")[:2] == (200, "11,12")
     own.connection.close()
+
+
+# -- a route that Django's process_response skipped, left at request_finished -------------------
+
+def middleware_connected_after_djangos_closer():
+    """A pinning middleware whose request_finished receiver runs after Django's closer, as on a
+    site (django.db connects its closer on import, the middleware when it loads). Django's test
+    client disconnects and reconnects its closer around each request, which puts it last: take
+    ours off first, so that loading the middleware connects it last again."""
+    from django.core.signals import request_finished
+
+    from connlocal_shim.middleware import ConnectionPinningMiddleware, djangos_closer
+
+    request_finished.disconnect(dispatch_uid="connlocal_shim.middleware")
+    with settings_changed(CONNLOCAL_SHIM=ROUTE):
+        middleware = ConnectionPinningMiddleware()
+    ids = [entry[0][0] for entry in request_finished.receivers]
+    assert ids.index(id(djangos_closer())) < ids.index("connlocal_shim.middleware")
+    return middleware
+
+
+def post_request():
+    from django.http import HttpRequest
+
+    request = HttpRequest()
+    request.method = "POST"
+    return request
+
+
+def finish_a_post_that_skipped_process_response(middleware):
+    """In a fresh thread: use the thread's own "default" connection, route a POST, then send
+    request_finished as Django does when a later middleware's process_response raised and
+    process_response of ours never ran. Returns the own wrapper, the alias of what "default"
+    pointed to during the request, and what it points to after request_finished."""
+    from django.core.handlers.wsgi import WSGIHandler
+    from django.core.signals import request_finished
+    from django.db import connections
+
+    own = connections["default"]
+    support.query(own, "SELECT 1")
+    middleware.process_request(post_request())
+    during = connections["default"].alias
+    request_finished.send(sender=WSGIHandler)
+    return own, during, connections["default"]
+
+
+def test_request_finished_closes_the_own_connection_of_a_route_it_leaves():
+    middleware = middleware_connected_after_djangos_closer()
+
+    def request():
+        own, during, after = finish_a_post_that_skipped_process_response(middleware)
+        assert during == "other"
+        assert after is own, "request_finished left the routing"
+        return own.connection is None
+
+    assert support.in_thread(request), "the thread's own 'default' connection was left open"
+    assert default_alias() == "default"
+
+
+def test_request_finished_closes_nothing_where_djangos_closer_is_disconnected():
+    """Sites that keep connections across requests disconnect Django's closer: the shim must
+    not close what Django would not."""
+    from django.core.signals import request_finished
+    from django.db import connections
+
+    from connlocal_shim.middleware import djangos_closer
+
+    middleware = middleware_connected_after_djangos_closer()
+
+    def request():
+        try:
+            own, during, after = finish_a_post_that_skipped_process_response(middleware)
+            assert during == "other"
+            assert after is own, "request_finished left the routing"
+            return own.connection is not None
+        finally:
+            for alias in ("default", "other"):
+                connections[alias].close()
+
+    closer = djangos_closer()
+    request_finished.disconnect(closer)
+    try:
+        assert support.in_thread(request), "the thread's own 'default' connection was closed"
+    finally:
+        request_finished.connect(closer)
+    assert default_alias() == "default"
