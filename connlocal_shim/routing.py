@@ -32,10 +32,18 @@ ACCEPTED = (
 )
 
 
-def _handler():
-    from django.db import connections
+_modules = {}  # "db": django.db; "base": the module defining BaseDatabaseWrapper
 
-    return connections
+
+def _handler():
+    # Called twice per routed block: a module global read, not an import statement.
+    try:
+        return _modules["db"].connections
+    except KeyError:
+        import django.db
+
+        _modules["db"] = django.db
+        return django.db.connections
 
 
 def _configured(handler):
@@ -56,10 +64,10 @@ def check_alias(alias, handler=None):
         )
 
 
-def _require_thread_local(handler):
+def _require_thread_local(storage):
     # Before Django 1.4 connections are one dict shared by all threads: re-pointing an alias
     # would re-point it for every thread (ticket #17258). The backport fixes that.
-    if isinstance(vars(handler).get("_connections"), dict):
+    if isinstance(storage, dict):
         from django.core.exceptions import ImproperlyConfigured
 
         raise ImproperlyConfigured(
@@ -71,9 +79,16 @@ def _require_thread_local(handler):
 
 def is_wrapper(value):
     """Whether ``value`` is a DatabaseWrapper (or a legacy reference standing for one)."""
-    from connlocal_shim.features import _find_base_wrapper
+    module = _modules.get("base")
+    if module is None:
+        from connlocal_shim.features import _find_base_wrapper
 
-    return isinstance(value, _find_base_wrapper())
+        base = _find_base_wrapper()
+        if base is None:
+            return False
+        module = _modules["base"] = sys.modules[base.__module__]
+    # Read from the module each time: the backport rebinds the name to the rebuilt class.
+    return isinstance(value, module.BaseDatabaseWrapper)
 
 
 def new_wrapper(alias):
@@ -268,13 +283,26 @@ class _Frame(object):
         self.previous_frames = None
 
 
+def _transaction_tables():
+    """Django 1.2's module-level ``{thread: {alias: ...}}`` dicts of django.db.transaction
+    (never rebound), or () on a Django that keeps transaction state in the wrappers."""
+    tables = _modules.get("transaction tables")
+    if tables is None:
+        from django.db import transaction
+
+        names = ("state", "savepoint_state", "dirty")
+        tables = tuple(getattr(transaction, name, None) for name in names)
+        if not all(isinstance(table, dict) for table in tables):
+            tables = ()
+        _modules["transaction tables"] = tables
+    return tables
+
+
 def _stash_transaction_state(alias):
     """Django 1.2 keeps transaction state in django.db.transaction per thread and *alias*, not
     per wrapper: a re-pointed alias starts the block with none, as a fresh wrapper would."""
-    from django.db import transaction
-
-    tables = [getattr(transaction, name, None) for name in ("state", "savepoint_state", "dirty")]
-    if not all(isinstance(table, dict) for table in tables):
+    tables = _transaction_tables()
+    if not tables:
         return None
     ident = get_ident()
     stashed = []
@@ -291,10 +319,11 @@ def _restore_transaction_state(alias, stashed):
             per_alias[alias] = value
 
 
-def _routes_per_context(handler):
-    """Whether routing must follow asyncio tasks: Django keeps connections in asgiref's Local
-    (Django 3.0+), and contextvars exist (Python 3.7+). Enables the handler's overlay."""
-    if context.ROUTES is None or isinstance(vars(handler).get("_connections"), (dict, threading.local)):
+def _routes_per_context(storage):
+    """Whether routing must follow asyncio tasks: Django keeps connections (``storage``) in
+    asgiref's Local (Django 3.0+), and contextvars exist (Python 3.7+). Enables the handler's
+    overlay."""
+    if context.ROUTES is None or isinstance(storage, (dict, threading.local)):
         return False
     from connlocal_shim.backport import context_routing_enabled, enable_context_routing
 
@@ -334,10 +363,13 @@ class RouteConnections(object):
         gives the target an alias string stands for; factories' wrappers are made shareable
         where the block's queries may run in other threads of its task."""
         resolved = []
+        configured = _configured(handler)
         for alias, value in self.aliases:
-            check_alias(alias, handler)
+            if alias not in configured:
+                check_alias(alias, handler)  # raises
             if isinstance(value, string_types):
-                check_alias(value, handler)
+                if value not in configured:
+                    check_alias(value, handler)  # raises
                 target = own(value)
             elif isinstance(value, ConnectionFactory):
                 target = value.create()
@@ -365,10 +397,11 @@ class RouteConnections(object):
     def enter(self):
         """Re-point the aliases; return {alias: wrapper} of what they now point to."""
         handler = _handler()
-        _require_thread_local(handler)
+        storage = vars(handler).get("_connections")
+        _require_thread_local(storage)
         frame = _Frame()
         try:
-            if _routes_per_context(handler):
+            if _routes_per_context(storage):
                 return self._enter_context(handler, frame)
             return self._enter_thread(handler, frame)
         except BaseException:
