@@ -45,11 +45,21 @@ class OwnAlias(object):
         return "OwnAlias(%r)" % (self.alias,)
 
 
+# Where Django 3.0-6.1 define the ConnectionHandler.__getitem__ whose first step is
+# ``getattr(self._connections, alias)`` (django.db.utils up to 3.1, then BaseConnectionHandler).
+DJANGO_GETITEM_MODULES = ("django.db.utils", "django.utils.connection")
+
+
 def context_routing_handler_class(handler_class):
     """A subclass of the (native) connections handler whose ``__getitem__`` first consults the
     context's overlay. Without routing, the cost is one ContextVar lookup."""
     native_getitem = handler_class.__getitem__
     routes_var = ROUTES
+    # Django 3.0-6.1's __getitem__ first returns the wrapper the Local holds, and only creates
+    # one when it holds none. When the native method is one of those, the overlay takes that
+    # first step itself (saving a call on every query once routing is used) and leaves the
+    # rest to Django. Any other __getitem__ (a subclass of someone else's) is always called.
+    inline_first_step = getattr(native_getitem, "__module__", None) in DJANGO_GETITEM_MODULES
 
     class ContextRoutedConnectionHandler(handler_class):
         """django.db.connections, routed per asyncio task by connlocal_shim.route_connections."""
@@ -62,6 +72,11 @@ def context_routing_handler_class(handler_class):
                     if type(target) is OwnAlias:
                         return native_getitem(self, target.alias)
                     return target
+            if inline_first_step:
+                try:
+                    return getattr(self._connections, alias)
+                except AttributeError:
+                    pass  # the thread's first use of alias: Django creates the connection
             return native_getitem(self, alias)
 
         def own(self, alias):
