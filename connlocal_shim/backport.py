@@ -25,7 +25,7 @@ from connlocal_shim.compat import get_ident
 from connlocal_shim.context import context_routing_handler_class
 from connlocal_shim.exceptions import ConnlocalShimWarning
 from connlocal_shim.features import MISSING, detect
-from connlocal_shim.handler import ThreadConnections, thread_local_handler_class
+from connlocal_shim.handler import Switch, ThreadConnections, thread_local_handler_class
 from connlocal_shim.registry import AttributePatch, Registry, SignalSenderAlias, has_receivers_for
 from connlocal_shim.wrappers import (
     ClassRebuilder,
@@ -66,6 +66,7 @@ class Installation(object):
         self.originals = {}  # alias -> (wrapper object captured before install, settings_dict)
         self.thread_ident = get_ident()
         self.context_routing = False
+        self.thread_end_switch = Switch()  # turned off on uninstall (see handler.ThreadEnd)
 
     # -- install ----------------------------------------------------------------------------
 
@@ -78,7 +79,7 @@ class Installation(object):
             self.originals = dict(
                 (alias, (wrapper, wrapper.settings_dict)) for alias, wrapper in shared.items()
             )
-            self.storage = ThreadConnections()
+            self.storage = ThreadConnections(self.thread_end_switch)
             handler_class = thread_local_handler_class(
                 targets.handler_class, self.storage, self.open_wrapper, self.unwrap
             )
@@ -208,6 +209,7 @@ class Installation(object):
     # -- uninstall ----------------------------------------------------------------------------
 
     def revert(self):
+        self.thread_end_switch.on = False
         current = dict(self.storage.wrappers) if self.storage is not None else {}
         self.registry.revert_all()
         if self.storage is not None:

@@ -8,14 +8,65 @@ thread has its own wrappers, and per-thread ``connections[alias] = wrapper`` and
 """
 import threading
 
-from connlocal_shim.compat import string_types
+from connlocal_shim.compat import get_ident, string_types
 
 
 class ThreadConnections(threading.local):
-    """Each thread's own ``{alias: DatabaseWrapper}``, in ``.wrappers``."""
+    """Each thread's own ``{alias: DatabaseWrapper}``, in ``.wrappers``.
+
+    With a ``switch``, what a thread opened is closed when the thread ends (see ThreadEnd).
+    """
+
+    def __init__(self, switch=None):
+        self.wrappers = {}
+        self.thread_end = ThreadEnd(self.wrappers, switch) if switch is not None else None
+
+
+class Switch(object):
+    """Shared by the ThreadEnd objects of one install: off once it is uninstalled."""
+
+    __slots__ = ("on",)
 
     def __init__(self):
-        self.wrappers = {}
+        self.on = True
+
+
+class ThreadEnd(object):
+    """Closes, when its thread ends, the DB-API connections its thread opened and shares with
+    no other thread, as Django 1.2/1.3 did (their threading.local wrapper's per-thread state
+    died with the thread). Without it an open connection would wait for the cycle collector,
+    since a DatabaseWrapper refers to itself; Django 1.4 leaves it there.
+
+    It lives in the thread's ThreadConnections state, so it is discarded (and ``__del__``
+    runs, in the ending thread) when that state is: nothing else refers to it.
+    """
+
+    __slots__ = ("wrappers", "switch", "ident")
+
+    def __init__(self, wrappers, switch):
+        self.wrappers = wrappers
+        self.switch = switch
+        self.ident = get_ident()
+
+    def __del__(self):
+        # Runs as the thread's state is torn down, possibly at interpreter exit: it uses only
+        # what it holds and builtins, and never raises (nobody could catch it).
+        if not self.switch.on:
+            return  # uninstalled: the connections moved back to Django's wrappers
+        for wrapper in list(self.wrappers.values()):
+            state = getattr(wrapper, "__dict__", None)
+            if not state or state.get("_thread_ident") != self.ident:
+                continue  # another thread's wrapper, routed to for this thread
+            if state.get("allow_thread_sharing"):
+                continue  # shared: another thread may be using it
+            connection = state.get("connection")
+            if connection is None:
+                continue
+            state["connection"] = None
+            try:
+                connection.close()
+            except Exception:
+                pass  # already broken: the server dropped it, as closing would
 
 
 def thread_local_handler_class(handler_class, storage, open_wrapper, unwrap):

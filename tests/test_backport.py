@@ -1,6 +1,7 @@
 """install() / uninstall(): idempotent, exact, never half-patched, and nothing lost by
 installing late (backport.py)."""
 import logging
+import gc
 import sys
 import threading
 import warnings
@@ -162,6 +163,10 @@ def test_uninstalling_keeps_the_threads_open_connection(reinstall):
     support.query(wrapper, "CREATE TABLE IF NOT EXISTS kept (x INTEGER)")
     dbapi = wrapper.connection
     connlocal_shim.uninstall()
+    # The backport's thread storage is gone with it, and so this thread's ThreadEnd: it must
+    # not close what the original wrapper now holds.
+    del wrapper
+    gc.collect()
     old = connections()["memory"]
     assert threading.local in type(old).__mro__
     assert old.connection is dbapi

@@ -1,9 +1,13 @@
 """django.db.connections is thread-local, and an alias can be re-pointed for one thread only
 (handler.py; native since Django 1.4, ticket #17258)."""
+import gc
+import time
+
 import pytest
 
 import support
 from support import ThreadResult, in_thread
+from test_wrappers import share, unshare
 
 FEATURES = support.original_features()
 BACKPORTED = FEATURES.thread_local_handler == "missing"
@@ -159,3 +163,77 @@ def test_many_threads_query_concurrently_without_sharing_state():
         "SELECT thread, COUNT(*) FROM concurrency GROUP BY thread ORDER BY thread", fetch=True
     )
     assert counts == [(index, rows) for index in range(threads)]
+
+
+# -- a thread that ends ---------------------------------------------------------------------------
+
+def closed_when_its_thread_has_ended(dbapi, timeout=10):
+    """Whether the sqlite DB-API connection ``dbapi`` gets closed within ``timeout`` seconds.
+    A thread's state is torn down just after join() returns: poll for it."""
+    import sqlite3
+
+    deadline = time.time() + timeout
+    while True:
+        try:
+            dbapi.execute("SELECT 1")
+        except sqlite3.ProgrammingError:  # "Cannot operate on a closed database."
+            return True
+        if time.time() > deadline:
+            return False
+        time.sleep(0.01)
+
+
+@pytest.fixture
+def no_cycle_collector():
+    """The cyclic garbage collector off: what it would close must not count."""
+    enabled = gc.isenabled()
+    gc.disable()
+    yield
+    if enabled:
+        gc.enable()
+
+
+@requires_backport
+@pytest.mark.parametrize("alias", ["default", "memory"])
+def test_a_thread_that_ends_without_closing_has_its_connection_closed(alias, no_cycle_collector):
+    # Django 1.2/1.3's threading.local wrapper dropped the connection with the thread; a
+    # wrapper refers to itself, so without the backport's ThreadEnd it would stay open until
+    # the cycle collector ran (as on Django 1.4).
+    handler = connections()
+
+    def open_and_leave():
+        wrapper = handler[alias]
+        wrapper.cursor().execute("SELECT 1")
+        return wrapper, wrapper.connection
+
+    wrapper, dbapi = in_thread(open_and_leave)
+    assert closed_when_its_thread_has_ended(dbapi)
+    assert wrapper.connection is None, "a closed connection must not stay on its wrapper"
+
+
+@requires_backport
+def test_a_thread_that_ends_leaves_shared_and_other_threads_connections_open(
+    no_cycle_collector
+):
+    handler = connections()
+    mine = handler["other"]
+    mine.cursor().execute("SELECT 1")
+
+    def share_one_route_to_mine_and_end():
+        shared = handler["default"]
+        shared.cursor().execute("SELECT 1")
+        share(shared)
+        unshared = handler["memory"]  # closed at the end: shows that the thread's end ran
+        unshared.cursor().execute("SELECT 1")
+        share(mine)
+        handler["other"] = mine  # routed to the test thread's wrapper, never restored
+        mine.cursor().execute("SELECT 1")
+        unshare(mine)
+        return shared, shared.connection, unshared.connection
+
+    shared, shared_dbapi, unshared_dbapi = in_thread(share_one_route_to_mine_and_end)
+    assert closed_when_its_thread_has_ended(unshared_dbapi)
+    assert not closed_when_its_thread_has_ended(shared_dbapi, timeout=0)
+    assert shared.connection is shared_dbapi
+    assert mine.connection is not None
+    assert support.query(mine, "SELECT 2") == [(2,)]

@@ -1,6 +1,7 @@
 """The thread semantics of test_handler, test_wrappers and test_backport on a server database:
 the throwaway PostgreSQL cluster of this test process (tests/pg_cluster.py), whose databases
 master, replica and audit are the aliases pg_master, pg_replica and pg_audit."""
+import gc
 import threading
 import time
 
@@ -273,3 +274,33 @@ def test_threads_run_their_queries_each_on_its_own_server_connection():
     while server_connections_named(names) and time.time() < deadline:
         time.sleep(0.05)
     assert server_connections_named(names) == [], "a closed connection's backend must end"
+
+
+@requires_postgres
+@requires_backport
+def test_threads_that_end_without_closing_leave_no_server_connection():
+    # Django 1.2/1.3 closed a thread's connection with its threading.local state. The backport's
+    # wrappers refer to themselves, so without ThreadEnd their connections would wait for the
+    # cycle collector (as on Django 1.4), which is off here.
+    handler = connections()
+
+    def open_and_leave(index):
+        support.execute("SET application_name = %s", [stress_name(index)], alias="pg_master")
+        end_transaction("pg_master")
+        return handler["pg_master"]
+
+    names = [stress_name(index) for index in range(THREADS)]
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        wrappers = [ThreadResult(open_and_leave, index) for index in range(THREADS)]
+        wrappers = [worker.result() for worker in wrappers]  # alive: only the thread ended
+        deadline = time.time() + 30
+        while server_connections_named(names) and time.time() < deadline:
+            time.sleep(0.05)
+        assert server_connections_named(names) == [], \
+            "a thread that ended must leave no server connection behind"
+        assert [wrapper.connection for wrapper in wrappers] == [None] * THREADS
+    finally:
+        if enabled:
+            gc.enable()
