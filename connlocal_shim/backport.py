@@ -400,14 +400,27 @@ def status():
 
         >>> connlocal_shim.status()["features"]["thread_local_handler"]
         'missing'        # Django 1.3: backported (see "patches")
+        >>> connlocal_shim.status()["sharing_api"]
+        'attribute'      # the API in use: allow_thread_sharing, given by the backport
+
+    "features" is what Django itself has (its "sharing_api" is None where Django has no thread
+    sharing); the top-level "sharing_api" is what code can use now: "counter"
+    (inc_thread_sharing(), Django 2.2+), "attribute" (allow_thread_sharing, Django 1.4-2.1 and
+    the backport), or None (not installed on Django 1.2/1.3).
     """
     with _lock:
         installation = _installation
         features = installation.features if installation else detect()
+        sharing_api = features.sharing_api
+        if sharing_api is None and installation is not None and (
+            "thread_sharing" in features.missing
+        ):
+            sharing_api = "attribute"
         return {
             "installed": installation is not None,
             "refused": _refusal,
             "features": features.as_dict(),
+            "sharing_api": sharing_api,
             "patches": [record.as_dict() for record in installation.registry]
             if installation else [],
             "rebuilt_classes": installation.rebuilt_classes() if installation else [],

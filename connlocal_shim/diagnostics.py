@@ -127,9 +127,8 @@ def format_report(data):
     width = max(len(title) for _, title in FEATURE_TITLES) + 2
     for key, title in FEATURE_TITLES:
         state = _feature_state(features.get(key), data["installed"])
-        if key == "thread_sharing" and data["installed"]:
-            # The backport gives Django 1.4's attribute (sharing_api is None until then).
-            api = features.get("sharing_api") or "attribute"
+        api = data["sharing_api"]
+        if key == "thread_sharing" and api is not None:
             state += " (%s)" % SHARING_APIS.get(api, api)
         lines.append("  %s%s" % (title.ljust(width), state))
     lines.append("  %s%s" % ("per-task routing (asyncio)".ljust(width), data["per_task_routing"]))

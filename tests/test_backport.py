@@ -158,6 +158,17 @@ def test_installing_late_keeps_the_threads_open_connection_and_transaction(reins
 
 
 @requires_backport
+def test_status_names_the_sharing_api_in_use_only_while_installed(reinstall):
+    from django.db import connections as handler
+
+    assert connlocal_shim.status()["sharing_api"] == "attribute"
+    assert hasattr(handler["default"], "allow_thread_sharing")
+    connlocal_shim.uninstall()
+    assert connlocal_shim.status()["sharing_api"] is None
+    assert not hasattr(handler["default"], "allow_thread_sharing")
+
+
+@requires_backport
 def test_uninstalling_keeps_the_threads_open_connection(reinstall):
     wrapper = connections()["memory"]
     support.query(wrapper, "CREATE TABLE IF NOT EXISTS kept (x INTEGER)")

@@ -63,10 +63,13 @@ def test_json_is_the_same_report_for_machines():
     assert data["installed"] is True and data["refused"] is None
     assert data["features"] == dict(FEATURES.as_dict(), django_version=django.get_version())
     if BACKPORT:
+        assert data["sharing_api"] == "attribute", "the backport gives allow_thread_sharing"
+        assert data["features"]["sharing_api"] is None, "Django itself has no thread sharing"
         assert data["backends"]["django.db.backends.sqlite3.base"] == ["DatabaseWrapper"]
         assert data["redirected_references"] == ["default"]
         assert len(data["patches"]) >= 6
     else:
+        assert data["sharing_api"] == FEATURES.sharing_api in ("attribute", "counter")
         assert data["patches"] == [] and data["rebuilt_classes"] == []
     if diagnostics.system_check_messages() is None:  # Django 1.2-1.6
         assert data["checks"] is None
