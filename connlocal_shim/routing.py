@@ -153,6 +153,22 @@ def close_private(wrapper):
         wrapper.connection = None
 
 
+class _ThreadStacks(object):
+    """One list per thread: what each thread's nested ``with`` blocks of one object opened."""
+
+    def __init__(self):
+        self._local = threading.local()
+
+    def push(self, item):
+        stack = getattr(self._local, "stack", None)
+        if stack is None:
+            stack = self._local.stack = []
+        stack.append(item)
+
+    def pop(self):
+        return self._local.stack.pop()
+
+
 # -- factories ----------------------------------------------------------------------------------
 
 class ConnectionFactory(object):
@@ -175,7 +191,7 @@ class SeparateConnection(ConnectionFactory):
                 % type(alias).__name__
             )
         self.alias = alias
-        self._opened = threading.local()
+        self._opened = _ThreadStacks()
 
     def create(self):
         return new_wrapper(self.alias)
@@ -184,15 +200,12 @@ class SeparateConnection(ConnectionFactory):
         close_private(wrapper)
 
     def __enter__(self):
-        stack = getattr(self._opened, "stack", None)
-        if stack is None:
-            stack = self._opened.stack = []
         wrapper = self.create()
-        stack.append(wrapper)
+        self._opened.push(wrapper)
         return wrapper
 
     def __exit__(self, *exc_info):
-        self.dispose(self._opened.stack.pop())
+        self.dispose(self._opened.pop())
         return False
 
     def __repr__(self):
@@ -225,21 +238,18 @@ class SharedConnection(object):
                 % type(alias).__name__
             )
         self.alias = alias
-        self._shared = threading.local()
+        self._shared = _ThreadStacks()
 
     def __enter__(self):
         handler = _handler()
         check_alias(self.alias, handler)
         wrapper = handler[self.alias]
         previous = share(wrapper)
-        stack = getattr(self._shared, "stack", None)
-        if stack is None:
-            stack = self._shared.stack = []
-        stack.append((wrapper, previous))
+        self._shared.push((wrapper, previous))
         return wrapper
 
     def __exit__(self, *exc_info):
-        wrapper, previous = self._shared.stack.pop()
+        wrapper, previous = self._shared.pop()
         unshare(wrapper, previous)
         return False
 
