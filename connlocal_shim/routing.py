@@ -135,10 +135,9 @@ def in_transaction(wrapper):
         return wrapper.connection is not None and not get_autocommit()
     if getattr(wrapper, "transaction_state", None):  # Django 1.3-1.5: managed blocks
         return True
-    from django.db import transaction
-
-    state = getattr(transaction, "state", None)  # Django 1.2: kept per thread and alias
-    if isinstance(state, dict):
+    tables = _transaction_tables()  # Django 1.2: kept per thread and alias
+    if tables:
+        state = tables[0]
         return bool(state.get(get_ident(), {}).get(wrapper.alias))
     return False
 
@@ -151,6 +150,15 @@ def close_private(wrapper):
     if connection is not None:
         connection.close()
         wrapper.connection = None
+
+
+def _alias_string(alias, api):
+    """``alias``, or a TypeError naming ``api()`` and what it got instead of an alias string."""
+    if not isinstance(alias, string_types):
+        raise TypeError(
+            "connlocal_shim: %s() takes an alias string, not %s" % (api, type(alias).__name__)
+        )
+    return alias
 
 
 class _ThreadStacks(object):
@@ -185,12 +193,7 @@ class SeparateConnection(ConnectionFactory):
     """A fresh, private DatabaseWrapper to the database of ``alias``; see separate_connection."""
 
     def __init__(self, alias):
-        if not isinstance(alias, string_types):
-            raise TypeError(
-                "connlocal_shim: separate_connection() takes an alias string, not %s"
-                % type(alias).__name__
-            )
-        self.alias = alias
+        self.alias = _alias_string(alias, "separate_connection")
         self._opened = _ThreadStacks()
 
     def create(self):
@@ -232,12 +235,7 @@ class SharedConnection(object):
     """See shared_connection."""
 
     def __init__(self, alias):
-        if not isinstance(alias, string_types):
-            raise TypeError(
-                "connlocal_shim: shared_connection() takes an alias string, not %s"
-                % type(alias).__name__
-            )
-        self.alias = alias
+        self.alias = _alias_string(alias, "shared_connection")
         self._shared = _ThreadStacks()
 
     def __enter__(self):
@@ -295,7 +293,8 @@ class _Frame(object):
 
 def _transaction_tables():
     """Django 1.2's module-level ``{thread: {alias: ...}}`` dicts of django.db.transaction
-    (never rebound), or () on a Django that keeps transaction state in the wrappers."""
+    (never rebound): ``state``, ``savepoint_state`` and ``dirty``, in that order; or () on a
+    Django that keeps transaction state in the wrappers."""
     tables = _modules.get("transaction tables")
     if tables is None:
         from django.db import transaction

@@ -259,8 +259,12 @@ def test_a_separate_connection_on_its_own_is_opened_lazily_and_closed():
 def test_separate_connection_refuses_a_non_string_and_an_unknown_alias():
     from django.db.utils import ConnectionDoesNotExist
 
-    with pytest.raises(TypeError):
+    with pytest.raises(TypeError) as raised:
         routing.separate_connection(3)
+    assert "separate_connection() takes an alias string, not int" in str(raised.value)
+    with pytest.raises(TypeError) as raised:
+        routing.shared_connection(None)
+    assert "shared_connection() takes an alias string, not NoneType" in str(raised.value)
     with pytest.raises(ConnectionDoesNotExist) as raised:
         with routing.separate_connection("replica"):
             pass
