@@ -125,9 +125,9 @@ def format_report(data):
         "Features:",
     ]
     width = max(len(title) for _, title in FEATURE_TITLES) + 2
+    api = data["sharing_api"]
     for key, title in FEATURE_TITLES:
         state = _feature_state(features.get(key), data["installed"])
-        api = data["sharing_api"]
         if key == "thread_sharing" and api is not None:
             state += " (%s)" % SHARING_APIS.get(api, api)
         lines.append("  %s%s" % (title.ljust(width), state))

@@ -12,14 +12,12 @@ from connlocal_shim.compat import get_ident, string_types
 
 
 class ThreadConnections(threading.local):
-    """Each thread's own ``{alias: DatabaseWrapper}``, in ``.wrappers``.
+    """Each thread's own ``{alias: DatabaseWrapper}``, in ``.wrappers``; what a thread opened is
+    closed when the thread ends (see ThreadEnd), while ``switch`` is on."""
 
-    With a ``switch``, what a thread opened is closed when the thread ends (see ThreadEnd).
-    """
-
-    def __init__(self, switch=None):
+    def __init__(self, switch):
         self.wrappers = {}
-        self.thread_end = ThreadEnd(self.wrappers, switch) if switch is not None else None
+        self.thread_end = ThreadEnd(self.wrappers, switch)
 
 
 class Switch(object):
