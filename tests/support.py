@@ -222,6 +222,25 @@ def start_django():
         get_apps()
 
 
+class UnknownStorage(object):
+    """A storage for django.db.connections that no Django release has used: install() must
+    refuse it and patch nothing."""
+
+
+def start_django_with_unknown_storage():
+    """Configure and start Django as a site does, django.db.connections holding an
+    UnknownStorage: connlocal_shim's install from INSTALLED_APPS refuses (its warning is
+    silenced here; the tests of the refusal read it)."""
+    import warnings
+
+    configure()
+    from django.db import connections
+
+    connections._connections = UnknownStorage()
+    warnings.simplefilter("ignore")
+    start_django()
+
+
 def original_features():
     """The features record taken before install (after install, Django looks native)."""
     import connlocal_shim

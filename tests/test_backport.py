@@ -242,10 +242,7 @@ import django.db
 from django.db import connections
 from connlocal_shim.features import _find_base_wrapper
 
-class Storage(object):
-    "A storage no Django release has used."
-
-connections._connections = Storage()
+connections._connections = support.UnknownStorage()
 records = []
 handler = logging.Handler()
 handler.emit = records.append

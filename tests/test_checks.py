@@ -40,17 +40,8 @@ def test_no_warning_when_install_did_not_refuse():
 
 
 REFUSED = r"""
-import warnings
 import support
-support.configure()
-from django.db import connections
-
-class Storage(object):
-    "A storage no Django release has used."
-
-connections._connections = Storage()
-warnings.simplefilter("ignore")
-support.start_django()                      # ready() installs, which refuses
+support.start_django_with_unknown_storage()  # ready() installs, which refuses
 from django.core.checks import run_checks
 for message in run_checks():
     if message.id.startswith("connlocal_shim."):

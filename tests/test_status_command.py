@@ -115,16 +115,7 @@ def test_call_command_reports_this_process():
 
 REFUSED = r"""
 import support
-support.configure()
-from django.db import connections
-
-class Storage(object):
-    "A storage no Django release has used."
-
-connections._connections = Storage()
-import warnings
-warnings.simplefilter("ignore")
-support.start_django()
+support.start_django_with_unknown_storage()
 from connlocal_shim.management.commands.connlocal_status import Command
 print(Command().handle(json=False))
 """
