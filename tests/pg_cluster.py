@@ -13,6 +13,7 @@ number of times. PostgreSQL refuses to run as root: as root, the server runs as 
 OS user, which then owns the directory.
 """
 import atexit
+import contextlib
 import glob
 import os
 import re
@@ -129,7 +130,7 @@ class PostgresCluster(object):
         self._account = _server_account()
         atexit.register(self.stop)
         self._stop_on_sigterm()
-        try:
+        with self._stopped_on_failure("the cluster's directory"):
             socket_directory = self._make_directory()
             self._run(
                 "initdb", "--pgdata", self.data_directory, "--auth=trust",
@@ -144,13 +145,20 @@ class PostgresCluster(object):
             self.version = self._psql("SHOW server_version").strip()
             for name in databases:
                 self._psql('CREATE DATABASE "%s"' % name)
+        return self
+
+    @contextlib.contextmanager
+    def _stopped_on_failure(self, what):
+        """Stop this cluster (removing what it made) if the block raises; an I/O error becomes
+        a ClusterError saying it could not set up ``what``."""
+        try:
+            yield
         except (IOError, OSError) as error:
             self.stop()
-            raise ClusterError("could not set up the cluster's directory: %s" % error)
+            raise ClusterError("could not set up %s: %s" % (what, error))
         except BaseException:
             self.stop()
             raise
-        return self
 
     def _make_directory(self):
         """The cluster's temporary directory (where .ci/run's clean-up looks) and its socket
@@ -174,7 +182,7 @@ class PostgresCluster(object):
         standby = PostgresCluster(self.bin_directory)
         standby._account = self._account
         atexit.register(standby.stop)
-        try:
+        with standby._stopped_on_failure("the standby's directory"):
             socket_directory = standby._make_directory()
             standby._run(
                 "pg_basebackup", "--pgdata", standby.data_directory, "--host", HOST,
@@ -186,12 +194,6 @@ class PostgresCluster(object):
                 conf.write("unix_socket_directories = '%s'\nhot_standby = on\n" % socket_directory)
             standby._start_server()
             standby.version = standby._psql("SHOW server_version").strip()
-        except (IOError, OSError) as error:
-            standby.stop()
-            raise ClusterError("could not set up the standby's directory: %s" % error)
-        except BaseException:
-            standby.stop()
-            raise
         return standby
 
     def _start_server(self):
