@@ -1,10 +1,11 @@
 """install() / uninstall(): idempotent, exact, never half-patched, and nothing lost by
 installing late (backport.py)."""
 import logging
-import gc
 import sys
 import threading
+import time
 import warnings
+import weakref
 
 import pytest
 
@@ -174,16 +175,42 @@ def test_uninstalling_keeps_the_threads_open_connection(reinstall):
     support.query(wrapper, "CREATE TABLE IF NOT EXISTS kept (x INTEGER)")
     dbapi = wrapper.connection
     connlocal_shim.uninstall()
-    # The backport's thread storage is gone with it, and so this thread's ThreadEnd: it must
-    # not close what the original wrapper now holds.
-    del wrapper
-    gc.collect()
     old = connections()["memory"]
     assert threading.local in type(old).__mro__
     assert old.connection is dbapi
     assert support.query(old, "SELECT name FROM sqlite_master WHERE name = 'kept'") == [("kept",)]
     connlocal_shim.install()
     assert connections()["memory"].connection is dbapi
+
+
+@requires_backport
+def test_a_thread_that_uninstalled_keeps_its_connection_open_when_it_ends(reinstall):
+    # Uninstall moves the thread's DB-API connection back into Django's own wrapper: the
+    # backport's ThreadEnd of that thread must not close it when the thread ends.
+    ended = threading.Event()
+    watch = []  # the weak reference lives outside the thread's state, or it dies with it
+
+    class Sentinel(object):
+        pass
+
+    def uninstall_then_end():
+        wrapper = connections()["other"]
+        wrapper.cursor().execute("SELECT 1")
+        dbapi = wrapper.connection
+        connlocal_shim.uninstall()
+        assert connections()["other"].connection is dbapi, "uninstall keeps the connection"
+        # Discarded with the thread's other thread-local state, the ThreadEnd's among them.
+        SENTINEL.value = Sentinel()
+        watch.append(weakref.ref(SENTINEL.value, lambda _: ended.set()))
+        return dbapi
+
+    dbapi = in_thread(uninstall_then_end)
+    assert ended.wait(10), "the thread's local state was not discarded"
+    time.sleep(0.2)  # the rest of that state is torn down around the same moment
+    assert dbapi.execute("SELECT 3").fetchall() == [(3,)], "the moved connection was closed"
+
+
+SENTINEL = threading.local()
 
 
 def test_connection_created_receivers_of_the_original_class_fire_exactly_once(reinstall):
