@@ -3,14 +3,16 @@ import sys
 
 PY2 = sys.version_info[0] == 2
 
-try:  # Python 2
-    from thread import get_ident
-except ImportError:  # Python 3
-    from threading import get_ident
-
 if PY2:
     string_types = (basestring,)  # noqa: F821 (Python 2 only)
+    # Python 3 cannot parse Python 2's three-argument raise, hence exec.
+    exec("def reraise(exc_type, value, traceback):\n    raise exc_type, value, traceback\n")
 else:
     string_types = (str,)
 
-__all__ = ["PY2", "get_ident", "string_types"]
+    def reraise(exc_type, value, traceback):
+        raise value.with_traceback(traceback)
+
+reraise.__doc__ = "Raise what ``sys.exc_info()`` returned, with its traceback."
+
+__all__ = ["PY2", "reraise", "string_types"]

@@ -1,84 +1,160 @@
 """The thread-local connections handler of the backport (Django 1.4's, ticket #17258).
 
-Before Django 1.4, ``django.db.connections`` kept one DatabaseWrapper per alias in a dict shared
-by every thread. The backport gives the handler a :class:`ThreadConnections` storage, so each
-thread has its own wrappers, and per-thread ``connections[alias] = wrapper`` and
-``del connections[alias]``. Only ``django.db.connections`` itself gets the new class (its
-``__class__`` is swapped to a subclass), so other ConnectionHandler objects are untouched.
+Before Django 1.4, ``django.db.connections`` kept one DatabaseWrapper per alias in a dict shared by
+every thread. The backport gives the handler a :class:`ThreadConnections` storage, so each
+thread (each greenlet, under gevent or eventlet) has its own wrappers, and per-thread
+``connections[alias] = wrapper`` and ``del connections[alias]``. Only ``django.db.connections``
+itself gets the new class (its ``__class__`` is swapped to a subclass), so other
+ConnectionHandler objects are untouched.
 """
-import threading
-
-from connlocal_shim.compat import get_ident, string_types
-
-
-class ThreadConnections(threading.local):
-    """Each thread's own ``{alias: DatabaseWrapper}``, in ``.wrappers``; what a thread opened is
-    closed when the thread ends (see ThreadEnd), while ``switch`` is on."""
-
-    def __init__(self, switch):
-        self.wrappers = {}
-        self.thread_end = ThreadEnd(self.wrappers, switch)
+from connlocal_shim.compat import string_types
+from connlocal_shim.identity import PerThread, thread_module
 
 
-class Switch(object):
-    """Shared by the ThreadEnd objects of one install: off once it is uninstalled."""
+def release_connections(ident, wrappers):
+    """What unpatched Django 1.2/1.3 did when a thread ended: the thread's state of its
+    threading.local wrappers died, and with it the reference to each DB-API connection, which
+    closed when its *last* reference went. Here: the wrappers the ending thread created and
+    shares with nobody drop their connection; whoever else still holds it keeps it open.
 
-    __slots__ = ("on",)
+    Runs as the thread's state is torn down, possibly at interpreter exit: it uses only what it
+    is given (module globals may be gone already).
+    """
+    for wrapper in list(wrappers.values()):
+        state = getattr(wrapper, "__dict__", None)
+        if not state or state.get("_thread_ident") != ident:
+            continue  # another thread's wrapper, routed to for this thread
+        if state.get("allow_thread_sharing"):
+            continue  # shared: another thread may be using it
+        if state.get("connection") is not None:
+            state["connection"] = None
 
-    def __init__(self):
-        self.on = True
 
+class ThreadConnections(PerThread):
+    """``django.db.connections._connections`` under the backport: each thread's
+    ``{alias: DatabaseWrapper}``, released when the thread ends (see release_connections).
 
-class ThreadEnd(object):
-    """Closes, when its thread ends, the DB-API connections its thread opened and shares with
-    no other thread, as Django 1.2/1.3 did (their threading.local wrapper's per-thread state
-    died with the thread). Without it an open connection would wait for the cycle collector,
-    since a DatabaseWrapper refers to itself; Django 1.4 leaves it there.
-
-    It lives in the thread's ThreadConnections state, so it is discarded (and ``__del__``
-    runs, in the ending thread) when that state is: nothing else refers to it.
+    It acts as the calling thread's dict, so that code written for Django 1.3's shared dict
+    (``connections._connections[alias] = conn``, ``alias in ...``, ``.get()``, ``.items()``,
+    iteration, ``del``) keeps working, on that thread's connections only. One difference:
+    ``[alias]`` of a configured alias this thread has not used yet opens its connection, as
+    ``connections[alias]`` does (in Django 1.3's dict another thread may have put it there);
+    ``in``, ``.get()`` and iteration show what the thread has opened.
     """
 
-    __slots__ = ("wrappers", "switch", "ident")
+    __slots__ = ("check", "open")
 
-    def __init__(self, wrappers, switch):
-        self.wrappers = wrappers
-        self.switch = switch
-        self.ident = get_ident()
+    def __init__(self, check, open_wrapper=None):
+        PerThread.__init__(self, dict, release_connections)
+        # check(alias, value) -> the DatabaseWrapper to store, or TypeError: shared with the
+        # handler's __setitem__, so both accept and refuse the same values.
+        self.check = check
+        # open_wrapper(alias) -> the thread's new wrapper, or KeyError for an unknown alias.
+        self.open = open_wrapper
 
-    def __del__(self):
-        # Runs as the thread's state is torn down, possibly at interpreter exit: it uses only
-        # what it holds and builtins, and never raises (nobody could catch it).
-        if not self.switch.on:
-            return  # uninstalled: the connections moved back to Django's wrappers
-        for wrapper in list(self.wrappers.values()):
-            state = getattr(wrapper, "__dict__", None)
-            if not state or state.get("_thread_ident") != self.ident:
-                continue  # another thread's wrapper, routed to for this thread
-            if state.get("allow_thread_sharing"):
-                continue  # shared: another thread may be using it
-            connection = state.get("connection")
-            if connection is None:
-                continue
-            state["connection"] = None
-            try:
-                connection.close()
-            except Exception:
-                pass  # already broken: the server dropped it, as closing would
+    # -- the calling thread's dict ------------------------------------------------------------
+
+    def __getitem__(self, alias):
+        try:
+            return self.current()[alias]
+        except KeyError:
+            if self.open is None:
+                raise
+            return self.open(alias)
+
+    def __setitem__(self, alias, wrapper):
+        self.current()[alias] = self.check(alias, wrapper)
+
+    def __delitem__(self, alias):
+        del self.current()[alias]
+
+    def __contains__(self, alias):
+        return alias in self.current()
+
+    def has_key(self, alias):  # Python 2's dict API, which 1.3-era code may use
+        return alias in self.current()
+
+    def __iter__(self):
+        return iter(list(self.current()))
+
+    def __len__(self):
+        return len(self.current())
+
+    def __bool__(self):
+        return bool(self.current())
+
+    __nonzero__ = __bool__
+
+    def get(self, alias, default=None):
+        return self.current().get(alias, default)
+
+    def keys(self):
+        return list(self.current().keys())
+
+    def values(self):
+        return list(self.current().values())
+
+    def items(self):
+        return list(self.current().items())
+
+    iterkeys = __iter__
+
+    def itervalues(self):
+        return iter(self.values())
+
+    def iteritems(self):
+        return iter(self.items())
+
+    def pop(self, alias, *default):
+        return self.current().pop(alias, *default)
+
+    def setdefault(self, alias, wrapper):
+        wrappers = self.current()
+        if alias not in wrappers:
+            wrappers[alias] = self.check(alias, wrapper)
+        return wrappers[alias]
+
+    def clear(self):
+        self.current().clear()
+
+    def copy(self):
+        return dict(self.current())
+
+    def __repr__(self):
+        return "<connlocal_shim ThreadConnections of this thread: %r>" % (self.current(),)
 
 
-def thread_local_handler_class(handler_class, storage, open_wrapper, unwrap):
+def check_alias_and_wrapper(unwrap):
+    """The check ``connections[alias] = value`` applies: an alias string and a DatabaseWrapper,
+    or a legacy reference standing for one (``unwrap(value)``, None for anything else)."""
+
+    def check(alias, value):
+        if not isinstance(alias, string_types):
+            raise TypeError(
+                "connlocal_shim: connection aliases are strings, not %s" % type(alias).__name__
+            )
+        target = unwrap(value)
+        if target is None:
+            raise TypeError(
+                "connlocal_shim: connections[%r] can only be set to a DatabaseWrapper "
+                "(such as connections['other']), not %s" % (alias, type(value).__name__)
+            )
+        return target
+
+    return check
+
+
+def thread_local_handler_class(handler_class, storage, open_wrapper, check):
     """A subclass of Django's ConnectionHandler whose connections live in ``storage``.
 
     ``open_wrapper(handler, alias)`` creates the current thread's wrapper on first use;
-    ``unwrap(value)`` turns a redirected legacy reference into the wrapper it stands for, or
-    returns None for anything that is not a DatabaseWrapper.
+    ``check(alias, value)`` validates what ``connections[alias] = value`` stores.
     """
-
-    # Types whose instances unwrap() returned as they are: a DatabaseWrapper class (never a
-    # legacy reference's proxy class, nor an object proxy whose __class__ names another class).
-    # unwrap() gives the same answer for every instance of such a type while this install
-    # lasts, so __setitem__ skips it for them: route_connections sets aliases twice per block.
+    by_ident = storage.by_ident
+    thread = thread_module()
+    # Types whose instances check() let through as they are (DatabaseWrapper classes, never a
+    # legacy reference's proxy class nor an object proxy whose __class__ names another class):
+    # __setitem__ skips check() for them, since route_connections sets aliases twice per block.
     plain_wrapper_types = set()
 
     class ThreadLocalConnectionHandler(handler_class):
@@ -92,32 +168,21 @@ def thread_local_handler_class(handler_class, storage, open_wrapper, unwrap):
         """
 
         def __getitem__(self, alias):
-            # The hot path of every query: one thread-local attribute and one dict lookup.
+            # The hot path of every query: the thread's identity and two dict lookups.
             try:
-                return storage.wrappers[alias]
+                return by_ident[thread.get_ident()][alias]
             except KeyError:
                 return open_wrapper(self, alias)
 
         def __setitem__(self, alias, wrapper):
-            if type(alias) is str and type(wrapper) in plain_wrapper_types:
-                storage.wrappers[alias] = wrapper
-                return
-            if not isinstance(alias, string_types):
-                raise TypeError(
-                    "connlocal_shim: connection aliases are strings, not %s" % type(alias).__name__
-                )
-            target = unwrap(wrapper)
-            if target is None:
-                raise TypeError(
-                    "connlocal_shim: connections[%r] can only be set to a DatabaseWrapper "
-                    "(such as connections['other']), not %s" % (alias, type(wrapper).__name__)
-                )
-            if target is wrapper and wrapper.__class__ is type(wrapper):
-                plain_wrapper_types.add(type(wrapper))
-            storage.wrappers[alias] = target
+            if type(alias) is not str or type(wrapper) not in plain_wrapper_types:
+                wrapper = check(alias, wrapper)
+                if wrapper.__class__ is type(wrapper):
+                    plain_wrapper_types.add(type(wrapper))
+            storage.current()[alias] = wrapper
 
         def __delitem__(self, alias):
-            wrappers = storage.wrappers
+            wrappers = storage.current()
             if alias in wrappers:
                 del wrappers[alias]
             elif alias not in self.databases:

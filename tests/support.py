@@ -7,6 +7,7 @@ and driver are installed, three databases of a throwaway cluster (start_postgres
 import atexit
 import os
 import shutil
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -35,13 +36,27 @@ def database_settings(directory):
 
     thirdparty = sqlite("thirdparty.sqlite3")
     thirdparty["ENGINE"] = "thirdparty_backend"
+    tracked = sqlite("tracked.sqlite3")
+    tracked["OPTIONS"] = {"timeout": 60, "factory": TrackedConnection}
     return {
         "default": sqlite("default.sqlite3"),
         "other": sqlite("other.sqlite3"),
         "memory": {"ENGINE": "django.db.backends.sqlite3", "NAME": ":memory:"},
         "thirdparty": thirdparty,
         "audit": sqlite("audit.sqlite3"),
+        "tracked": tracked,
+        "tracked_memory": {
+            "ENGINE": "django.db.backends.sqlite3",
+            "NAME": ":memory:",
+            "OPTIONS": {"factory": TrackedConnection},
+        },
     }
+
+
+class TrackedConnection(sqlite3.Connection):
+    """A real sqlite connection (the aliases ``tracked`` and ``tracked_memory`` open these) that
+    a weak reference can watch, as sqlite3.Connection itself cannot: once the reference is
+    dead, the connection was freed, and sqlite closes a connection it frees."""
 
 
 def configure(directory=None, installed_apps=("connlocal_shim",), extra_databases=None):

@@ -1,7 +1,9 @@
 """django.db.connections is thread-local, and an alias can be re-pointed for one thread only
 (handler.py; native since Django 1.4, ticket #17258)."""
 import gc
+import sqlite3
 import time
+import weakref
 
 import pytest
 
@@ -88,11 +90,11 @@ def test_deleting_an_unknown_alias_names_it_and_changes_nothing():
     from django.db.utils import ConnectionDoesNotExist
 
     handler = connections()
-    before = dict(handler._connections.wrappers)
+    before = handler._connections.copy()
     with pytest.raises(ConnectionDoesNotExist) as raised:
         del handler["replica"]
     assert "'replica'" in str(raised.value) and "default" in str(raised.value)
-    assert handler._connections.wrappers == before
+    assert handler._connections.copy() == before
 
 
 @requires_backport
@@ -109,11 +111,11 @@ def test_assigning_something_else_than_a_wrapper_is_refused(value):
 @requires_backport
 def test_assigning_with_a_non_string_alias_is_refused():
     handler = connections()
-    before = dict(handler._connections.wrappers)
+    before = handler._connections.copy()
     with pytest.raises(TypeError) as raised:
         handler[1] = handler["default"]
     assert "aliases are strings" in str(raised.value)
-    assert handler._connections.wrappers == before
+    assert handler._connections.copy() == before
 
 
 @requires_backport
@@ -166,21 +168,31 @@ def test_many_threads_query_concurrently_without_sharing_state():
 
 
 # -- a thread that ends ---------------------------------------------------------------------------
+# Unpatched Django 1.2/1.3 kept a thread's state of its threading.local wrappers in the thread:
+# when the thread ended, that state died, and with it the wrapper's reference to its DB-API
+# connection, which closed when its *last* reference went (and stayed open for whoever still
+# held it). A rebuilt wrapper refers to itself (its ops, features... point back at it), so
+# without the backport's release at thread end it would keep its connection until the cycle
+# collector ran, as on Django 1.4. The cycle collector is off in these tests.
 
-def closed_when_its_thread_has_ended(dbapi, timeout=10):
-    """Whether the sqlite DB-API connection ``dbapi`` gets closed within ``timeout`` seconds.
-    A thread's state is torn down just after join() returns: poll for it."""
-    import sqlite3
-
+def released_when_its_thread_has_ended(wrapper, timeout=10):
+    """Whether ``wrapper`` drops its DB-API connection within ``timeout`` seconds. A thread's
+    state is torn down just after join() returns: poll for it."""
     deadline = time.time() + timeout
-    while True:
-        try:
-            dbapi.execute("SELECT 1")
-        except sqlite3.ProgrammingError:  # "Cannot operate on a closed database."
-            return True
+    while wrapper.connection is not None:
         if time.time() > deadline:
             return False
         time.sleep(0.01)
+    return True
+
+
+def freed(reference, timeout=10):
+    deadline = time.time() + timeout
+    while reference() is not None:
+        if time.time() > deadline:
+            return False
+        time.sleep(0.01)
+    return True
 
 
 @pytest.fixture
@@ -194,21 +206,44 @@ def no_cycle_collector():
 
 
 @requires_backport
-@pytest.mark.parametrize("alias", ["default", "memory"])
-def test_a_thread_that_ends_without_closing_has_its_connection_closed(alias, no_cycle_collector):
-    # Django 1.2/1.3's threading.local wrapper dropped the connection with the thread; a
-    # wrapper refers to itself, so without the backport's ThreadEnd it would stay open until
-    # the cycle collector ran (as on Django 1.4).
+@pytest.mark.parametrize("alias", ["tracked", "tracked_memory"])
+def test_a_thread_that_ends_without_closing_frees_its_connection(alias, no_cycle_collector):
     handler = connections()
 
     def open_and_leave():
         wrapper = handler[alias]
         wrapper.cursor().execute("SELECT 1")
-        return wrapper, wrapper.connection
+        return wrapper, weakref.ref(wrapper.connection)
 
     wrapper, dbapi = in_thread(open_and_leave)
-    assert closed_when_its_thread_has_ended(dbapi)
-    assert wrapper.connection is None, "a closed connection must not stay on its wrapper"
+    assert released_when_its_thread_has_ended(wrapper)
+    assert freed(dbapi), "nobody else held the connection: it must be freed (and so closed)"
+
+
+@requires_backport
+@pytest.mark.parametrize("alias", ["tracked", "tracked_memory"])
+def test_a_connection_someone_else_holds_stays_open_after_its_thread_ends(
+    alias, no_cycle_collector
+):
+    # As a test that collects connection.connection from worker threads and closes them
+    # itself afterwards: closing them at thread end broke it ("Cannot operate on a closed
+    # database"), where Django 1.3 kept each open as long as it was held.
+    handler = connections()
+    held = []
+
+    def open_hand_over_and_leave():
+        wrapper = handler[alias]
+        wrapper.cursor().execute("CREATE TABLE IF NOT EXISTS kept (x INTEGER)")
+        held.append(wrapper.connection)
+        return wrapper
+
+    wrapper = in_thread(open_hand_over_and_leave)
+    assert released_when_its_thread_has_ended(wrapper)
+    dbapi = held.pop()
+    assert dbapi.execute("SELECT COUNT(*) FROM kept").fetchall() == [(0,)]
+    dbapi.close()  # once, by its holder
+    with pytest.raises(sqlite3.ProgrammingError):
+        dbapi.execute("SELECT 1")
 
 
 @requires_backport
@@ -223,17 +258,17 @@ def test_a_thread_that_ends_leaves_shared_and_other_threads_connections_open(
         shared = handler["default"]
         shared.cursor().execute("SELECT 1")
         share(shared)
-        unshared = handler["memory"]  # closed at the end: shows that the thread's end ran
+        unshared = handler["memory"]  # released at the end: shows that the thread's end ran
         unshared.cursor().execute("SELECT 1")
         share(mine)
         handler["other"] = mine  # routed to the test thread's wrapper, never restored
         mine.cursor().execute("SELECT 1")
         unshare(mine)
-        return shared, shared.connection, unshared.connection
+        return shared, shared.connection, unshared
 
-    shared, shared_dbapi, unshared_dbapi = in_thread(share_one_route_to_mine_and_end)
-    assert closed_when_its_thread_has_ended(unshared_dbapi)
-    assert not closed_when_its_thread_has_ended(shared_dbapi, timeout=0)
+    shared, shared_dbapi, unshared = in_thread(share_one_route_to_mine_and_end)
+    assert released_when_its_thread_has_ended(unshared)
     assert shared.connection is shared_dbapi
+    assert shared_dbapi.execute("SELECT 2").fetchall() == [(2,)]
     assert mine.connection is not None
     assert support.query(mine, "SELECT 2") == [(2,)]

@@ -1,0 +1,101 @@
+"""What "the current thread" means, looked up when it is needed: a thread, or a greenlet once
+gevent or eventlet monkey-patched ``thread``, whether they did it before or after install().
+
+Binding ``get_ident`` once at import (``from thread import get_ident``) would freeze the answer:
+after a later ``gevent.monkey.patch_all()`` every greenlet of an OS thread would look like one
+thread and share its connections. Here the patched module attribute is read on every call, and
+:class:`PerThread` keeps one value per identity, freed as that thread or greenlet ends.
+"""
+import threading
+import weakref
+
+try:  # Python 2
+    import thread as _thread
+except ImportError:  # Python 3
+    import _thread
+
+
+def get_ident():
+    """The identity of the current thread, or greenlet where gevent/eventlet patched thread."""
+    return _thread.get_ident()
+
+
+def thread_module():
+    """The module whose ``get_ident`` is read on every call (for hot paths that inline it)."""
+    return _thread
+
+
+class PerThread(object):
+    """One value per thread (or greenlet), made by ``factory()`` on first use there.
+
+    ``by_ident`` is ``{identity: value}``; read it as ``per_thread.by_ident[get_ident()]`` on a
+    path, falling back to ``current()``. When the thread or greenlet ends, its value is dropped and
+    ``on_end(identity, value)`` runs (unless ``retired``). The end is seen through a small object
+    kept in a ``threading.local`` of the implementation in use when the identity first appeared
+    (gevent's or eventlet's own local once they patched ``threading``), which dies with it::
+
+        frames = PerThread(list)
+        frames.current().append(frame)      # this thread's list only
+    """
+
+    __slots__ = ("by_ident", "factory", "on_end", "retired", "_locals", "_ends", "__weakref__")
+
+    def __init__(self, factory, on_end=None):
+        self.by_ident = {}
+        self.factory = factory
+        self.on_end = on_end
+        self.retired = False
+        self._locals = {}  # threading.local class in use -> our instance of it
+        self._ends = {}  # identity -> the token of the _End watching it
+    def current(self):
+        """The current thread's value, made on its first use."""
+        ident = _thread.get_ident()
+        try:
+            return self.by_ident[ident]
+        except KeyError:
+            value = self.by_ident[ident] = self.factory()
+            self._watch(ident, value)
+            return value
+
+    def peek(self):
+        """The current thread's value, or None if it has none yet."""
+        return self.by_ident.get(_thread.get_ident())
+
+    def _watch(self, ident, value):
+        local_class = threading.local  # read now: gevent/eventlet may have replaced it
+        local = self._locals.get(local_class)
+        if local is None:
+            local = self._locals[local_class] = local_class()
+        token = self._ends[ident] = object()
+        local.end = _End(weakref.ref(self), ident, token)
+
+    def _ended(self, end):
+        ident = end.ident
+        if self._ends.get(ident) is not end.token:
+            return  # a later thread (greenlet) got the same identity: its value is not ours
+        del self._ends[ident]
+        value = self.by_ident.pop(ident, None)
+        if self.on_end is not None and value is not None and not self.retired:
+            self.on_end(ident, value)
+
+
+class _End(object):
+    """Kept in a thread's (greenlet's) local state: tells its PerThread when that state dies.
+
+    It holds nothing but a weak reference and the identity: what a thread's local state refers
+    to stays alive as long as the thread, whatever the cycle collector finds.
+    """
+
+    __slots__ = ("owner", "ident", "token")
+
+    def __init__(self, owner, ident, token):
+        self.owner = owner
+        self.ident = ident
+        self.token = token  # tells this identity's first life from a later one
+
+    def __del__(self):
+        # Runs as the thread's state is torn down, possibly at interpreter exit: it uses only
+        # what it holds (module globals may be gone), and the owner may be gone already.
+        owner = self.owner()
+        if owner is not None:
+            owner._ended(self)
