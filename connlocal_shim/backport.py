@@ -2,56 +2,72 @@
 
 install() probes the running Django (``features.detect()``), and where pieces are missing it:
 
-1. gives ``django.db.connections`` a thread-local storage and per-thread ``__setitem__`` /
-   ``__delitem__`` (``handler.py``);
-2. rebuilds every loaded DatabaseWrapper class without ``threading.local``, with Django 1.4's
-   thread-sharing API, and rebinds the module globals that name the old classes
-   (``wrappers.py``); sqlite connections open with ``check_same_thread=False``;
-3. aliases ``connection_created`` receivers of the old classes to the new ones;
-4. turns each old wrapper object (``django.db.connection`` and every copy modules captured at
+1. gives ``django.db.connections`` a per-thread (per-greenlet) storage and per-thread
+   ``__setitem__`` / ``__delitem__`` (``handler.py``);
+2. rebuilds every loaded DatabaseWrapper class without its thread-local base, with Django 1.4's
+   thread-sharing API, and rebinds the module globals that name the old classes (and the
+   unbound methods of them that modules kept) (``wrappers.py``, ``carryover.py``); sqlite
+   connections open with ``check_same_thread=False``, whenever their backend loads;
+3. lets ``connection_created`` receivers connected for an old class hear its rebuilt class;
+4. on Django 1.2, keeps transaction state with the wrapper an alias serves
+   (``transactions.py``);
+5. turns each old wrapper object (``django.db.connection`` and every copy modules captured at
    import) into a proxy of the current thread's ``connections[alias]``, after moving the
    installing thread's open connection and transaction state to its new wrapper.
 
-Every change is a record in one :class:`~connlocal_shim.registry.Registry`; uninstall() reverts
-them in reverse order and moves the calling thread's state back. On Django 1.4 and later nothing
-is missing and nothing is patched.
+Everything is computed first; the changes are then applied while no other thread runs
+(``atomic.py``), so a querying thread sees the old database layer or the new one, whole. Every
+change is a record in one :class:`~connlocal_shim.registry.Registry`; uninstall() reverts them
+in reverse order, the same way, and moves the calling thread's state back. On Django 1.4 and
+later nothing is missing and nothing is patched.
 """
 import logging
 import sys
 import threading
+import types
 import warnings
 
-from connlocal_shim.compat import get_ident
+from connlocal_shim.atomic import others_paused
+from connlocal_shim.compat import PY2
 from connlocal_shim.context import context_routing_handler_class
 from connlocal_shim.exceptions import ConnlocalShimWarning
-from connlocal_shim.features import MISSING, detect
-from connlocal_shim.handler import Switch, ThreadConnections, thread_local_handler_class
-from connlocal_shim.registry import AttributePatch, Registry, SignalSenderAlias, has_receivers_for
+from connlocal_shim.features import detect
+from connlocal_shim.handler import (
+    ThreadConnections,
+    check_alias_and_wrapper,
+    thread_local_handler_class,
+)
+from connlocal_shim.identity import PerThread, get_ident
+from connlocal_shim.registry import AttributePatch, Registry, live_receivers_with_aliases, sender_key
+from connlocal_shim.transactions import OWN, TABLES, TransactionTable
 from connlocal_shim.wrappers import (
     ClassRebuilder,
     SqliteModuleWithSharedConnections,
+    UnknownLayout,
     captured_wrapper_proxy_class,
     is_sqlite_dbapi,
     move_state,
+    point_helpers,
+    proxied_alias,
 )
 
 logger = logging.getLogger("connlocal_shim")
 
 _lock = threading.RLock()
 _installation = None
-_refusal = None
-# Every class captured_wrapper_proxy_class() made, with its alias: never rebuilt, always unwrapped.
-_proxy_aliases = {}
+_refusal = None  # why the last install() patched nothing, for status() and the W001 check
 
 SHARING_STATE = ("_thread_ident", "allow_thread_sharing")
-
-
-def _is_proxy_class(cls):
-    return cls in _proxy_aliases
+STAND_IN = "_connlocal_shim_stand_in"  # in a thread's state of an original wrapper
 
 
 def _class_name(cls):
     return "%s.%s" % (cls.__module__, cls.__name__)
+
+
+def _is_data(value):
+    """A plain value (not a function, method or descriptor) set on a class."""
+    return not callable(value) and not hasattr(type(value), "__get__")
 
 
 class Installation(object):
@@ -61,73 +77,111 @@ class Installation(object):
         self.features = features
         self.registry = Registry()
         self.storage = None
+        self.handler_class = None
         self.rebuilder = None
-        self.recorded_classes = set()
+        self.pairs = []  # (original class, rebuilt class) rebuilt by prepare()
         self.originals = {}  # alias -> (wrapper object captured before install, settings_dict)
+        self.proxy_classes = {}  # proxy class of a captured wrapper -> its alias
+        self.sender_aliases = {}  # sender key of a rebuilt class -> that of its original
+        self.unrebuildable = {}  # class found after install that cannot be rebuilt -> why
         self.thread_ident = get_ident()
         self.context_routing = False
-        self.thread_end_switch = Switch()  # turned off on uninstall (see handler.ThreadEnd)
+        self.reverted = False
+        self.adopted = PerThread(set)  # aliases whose original state the thread took over
+        self.classes_seen = set()  # classes of the wrappers made while installed
 
-    # -- install ----------------------------------------------------------------------------
+    # -- install: prepare() changes nothing in Django; apply() runs with other threads paused --
 
-    def backport(self):
+    def prepare(self):
         targets = self.features.targets
         missing = set(self.features.missing)
-        records = []
         if "thread_local_handler" in missing:
             shared = vars(targets.connections)["_connections"]
             self.originals = dict(
                 (alias, (wrapper, wrapper.settings_dict)) for alias, wrapper in shared.items()
             )
-            self.storage = ThreadConnections(self.thread_end_switch)
-            handler_class = thread_local_handler_class(
-                targets.handler_class, self.storage, self.open_wrapper, self.unwrap
+            self.storage = ThreadConnections(check_alias_and_wrapper(self.unwrap), self.open_alias)
+            self.handler_class = thread_local_handler_class(
+                targets.handler_class, self.storage, self.open_wrapper, self.storage.check
             )
+        if "wrappers_without_local" in missing:
+            sharing = "thread_sharing" in missing
+            self.rebuilder = _rebuilder_for(
+                targets.base_wrapper,
+                targets.local_base,
+                targets.guarded_methods if sharing else (),
+                targets.utils.DatabaseError,
+            )
+            self.pairs = self.rebuild(self.rebuilder.loaded_classes())
+        if "connection_proxy" in missing:
+            for alias, (wrapper, _) in sorted(self.originals.items()):
+                proxy_class = captured_wrapper_proxy_class(
+                    type(wrapper), alias, self.storage, targets.connections
+                )
+                self.proxy_classes[proxy_class] = alias
+
+    def apply(self):
+        targets = self.features.targets
+        records = []
+        if self.storage is not None:
             records.append(AttributePatch(
                 targets.connections, "_connections", self.storage, "django.db.connections",
                 "each thread keeps its own DatabaseWrapper per alias (ticket #17258)",
             ))
             records.append(AttributePatch(
-                targets.connections, "__class__", handler_class, "django.db.connections",
+                targets.connections, "__class__", self.handler_class, "django.db.connections",
                 "per-thread connections[alias] = wrapper and del connections[alias]",
             ))
-        if "wrappers_without_local" in missing:
-            sharing = "thread_sharing" in missing
-            self.rebuilder = ClassRebuilder(
-                targets.base_wrapper,
-                guarded=targets.guarded_methods if sharing else (),
-                database_error=targets.utils.DatabaseError,
-                skip=_is_proxy_class,
-            )
-            records.extend(self.class_records(self.rebuilder.loaded_classes()))
-        # The installing thread's state of each old wrapper, read before the wrappers become
-        # proxies (after that, vars() of them would forward to the new wrappers).
-        states = {}
-        if "connection_proxy" in missing:
-            for alias, (wrapper, _) in sorted(self.originals.items()):
-                states[alias] = (type(wrapper), dict(vars(wrapper)))
-                proxy_class = captured_wrapper_proxy_class(
-                    type(wrapper), alias, self.storage, targets.connections
-                )
-                _proxy_aliases[proxy_class] = alias
+        if self.rebuilder is not None:
+            records.extend(self.class_records(self.pairs))
+            records.append(AttributePatch(
+                targets.connection_created, "_live_receivers",
+                live_receivers_with_aliases(targets.connection_created, self.sender_aliases),
+                "django.db.backends.signals.connection_created",
+                "receivers connected for an original DatabaseWrapper class also hear its "
+                "rebuilt class",
+            ))
+        if targets.transaction_tables is not None:
+            for name in TABLES:
                 records.append(AttributePatch(
-                    wrapper, "__class__", proxy_class,
-                    "the %r wrapper captured before install" % alias,
-                    "django.db.connection and every copy taken at import act as the current "
-                    "thread's connections[%r]" % alias,
+                    targets.transaction, name,
+                    TransactionTable(name, targets.transaction_tables[name], targets.connections),
+                    "django.db.transaction",
+                    "transaction state of the wrapper an alias serves, not of the alias's "
+                    "name (Django 1.2 keeps it per thread and alias)",
                 ))
+        for proxy_class, alias in sorted(self.proxy_classes.items(), key=lambda item: item[1]):
+            wrapper = self.originals[alias][0]
+            records.append(AttributePatch(
+                wrapper, "__class__", proxy_class,
+                "the %r wrapper captured before install" % alias,
+                "django.db.connection and every copy taken at import act as the current "
+                "thread's connections[%r]" % alias,
+            ))
+        old_classes = dict((alias, type(wrapper)) for alias, (wrapper, _) in self.originals.items())
         self.registry.apply_all(records)
-        for alias, (old_class, state) in sorted(states.items()):
-            self.move_in(alias, old_class, state)
+        try:
+            for alias, proxy_class in sorted((a, c) for c, a in self.proxy_classes.items()):
+                self.move_in(alias, old_classes[alias])
+        except BaseException:
+            self.registry.revert_all()
+            raise
+        if self.rebuilder is not None:
+            self.rebuilder.retired = False
 
-    def class_records(self, classes):
-        """Rebuild ``classes`` and return the records that put the new classes in use."""
-        from django.db.backends.signals import connection_created
-
+    def rebuild(self, classes):
+        """Rebuild ``classes``; return the (original, rebuilt) pairs. Changes nothing in Django
+        (raises UnknownLayout for a class it cannot take apart)."""
         pairs = [(old, self.rebuilder.rebuild(old)) for old in classes]
-        pairs = [(old, new) for old, new in pairs if old not in self.recorded_classes]
-        self.recorded_classes.update(old for old, _ in pairs)
-        by_id = dict((id(old), (old, new)) for old, new in pairs)
+        for old, new in pairs:
+            self.sender_aliases[sender_key(new)] = sender_key(old)
+        return pairs
+
+    def class_records(self, pairs):
+        """The records that put the rebuilt classes in use: the module globals naming the
+        original classes, or unbound methods of them, and the sqlite module of their modules."""
+        rebuilder = self.rebuilder
+        by_id = dict((id(old), new) for old, new in pairs)
         defining = set(old.__module__ for old, _ in pairs)
         found = []  # (module name, global name, module, replacement, why), sorted below
         for module_name, module in list(sys.modules.items()):
@@ -135,102 +189,256 @@ class Installation(object):
             if not isinstance(namespace, dict):
                 continue
             for name, value in list(namespace.items()):
-                pair = by_id.get(id(value))
-                if pair is not None and pair[0] is value:
-                    why = "names %s, rebuilt without threading.local" % _class_name(pair[0])
-                    found.append((module_name, name, module, pair[1], why))
-            database = namespace.get("Database")
-            if (
-                self.rebuilder.guarded
-                and module_name in defining
-                and is_sqlite_dbapi(database)
-                and not isinstance(database, SqliteModuleWithSharedConnections)
-            ):
-                why = "opens sqlite connections with check_same_thread=False, as Django 1.4 does"
-                proxy = SqliteModuleWithSharedConnections(database)
-                found.append((module_name, "Database", module, proxy, why))
+                new = by_id.get(id(value))
+                if new is not None and rebuilder.originals[new] is value:
+                    why = "names %s, rebuilt without threading.local" % _class_name(value)
+                    found.append((module_name, name, module, new, why))
+                elif PY2 and _unbound_method_of(value, by_id):
+                    why = "an unbound method of %s kept at import, now of its rebuilt class" % (
+                        _class_name(value.im_class)
+                    )
+                    found.append((module_name, name, module, rebuilder.translate(value), why))
+            if rebuilder.guarded and module_name in defining:
+                record = self.sqlite_record(module_name, module)
+                if record is not None:
+                    found.append(record)
         found.sort(key=lambda item: item[:2])
-        records = [
+        return [
             AttributePatch(module, name, replacement, module_name, why)
             for module_name, name, module, replacement, why in found
         ]
-        for old, new in pairs:
-            if not has_receivers_for(connection_created, old):
-                continue
-            records.append(SignalSenderAlias(
-                connection_created, old, new, "connection_created",
-                "receivers connected for %s still fire for its rebuilt class" % _class_name(old),
-            ))
-        return records
 
-    def move_in(self, alias, old_class, state):
+    def sqlite_record(self, module_name, module):
+        database = vars(module).get("Database")
+        if not is_sqlite_dbapi(database) or isinstance(
+            database, SqliteModuleWithSharedConnections
+        ):
+            return None
+        why = "opens sqlite connections with check_same_thread=False, as Django 1.4 does"
+        proxy = SqliteModuleWithSharedConnections(database)
+        return (module_name, "Database", module, proxy, why)
+
+    def first_instance_of(self, cls):
+        """The first wrapper of ``cls`` is being made (its backend may have loaded after
+        install): its modules' sqlite connections must be shareable too."""
+        found = []
+        for klass in cls.__mro__:
+            module = sys.modules.get(getattr(klass, "__module__", None))
+            if module is not None:
+                record = self.sqlite_record(module.__name__, module)
+                if record is not None and record[0] not in [item[0] for item in found]:
+                    found.append(record)
+        if not found:
+            return
+        with _lock:
+            if self.reverted:
+                return
+            records = [AttributePatch(module, name, replacement, module_name, why)
+                       for module_name, name, module, replacement, why in found]
+            with others_paused():
+                self.registry.apply_all(records)
+        logger.debug("connlocal_shim: sqlite connections of %s open shareable",
+                     ", ".join(record[0] for record in found))
+
+    def move_in(self, alias, old_class):
         """The installing thread keeps its open connection and transaction state."""
-        original = self.originals[alias][0]
         new_class = self.rebuilder.rebuild(old_class) if self.rebuilder else old_class
         wrapper = new_class.__new__(new_class)
-        move_state(state, original, wrapper)
         if self.rebuilder is not None and self.rebuilder.guarded:
             wrapper._thread_ident = get_ident()
             wrapper.allow_thread_sharing = False
-        self.storage.wrappers[alias] = wrapper
+        self.make_own(alias, wrapper)
+
+    def make_own(self, alias, wrapper):
+        """``wrapper`` becomes the current thread's own connection to ``alias``. Its first one
+        of an alias that had a wrapper before install takes over this thread's state of that
+        wrapper (a threading.local), the very dict: the thread keeps its open connection and
+        transaction state, a call that was running on the old wrapper when install() came
+        goes on with the same state, and after uninstall() the old wrapper has what the
+        thread did meanwhile. Nothing is lost by installing late, in any thread."""
+        if self.features.targets.transaction_tables is not None:
+            vars(wrapper)[OWN] = True
+        self.storage.current()[alias] = wrapper
+        original = self.originals.get(alias, (None,))[0]
+        adopted = self.adopted.current()
+        rebuilt_base = self.rebuilder.converted[self.rebuilder.base] if self.rebuilder else None
+        if original is None or alias in adopted or not isinstance(wrapper, rebuilt_base or ()):
+            return  # nothing to take over, or a threading.local wrapper that keeps its own
+        adopted.add(alias)
+        self.take_over(original, wrapper)
+
+    def take_over(self, old, wrapper):
+        """``wrapper`` (a rebuilt class's) gets the current thread's state of ``old`` (an
+        original class's threading.local wrapper), the very dict."""
+        state = self.thread_state_of(old)
+        fresh = vars(wrapper)
+        if "settings_dict" in state:  # this thread used it before install: keep what it has
+            for name in SHARING_STATE + (OWN,):
+                if name in fresh:
+                    state[name] = fresh[name]
+        else:
+            state.clear()
+            state.update(fresh)
+        point_helpers(state, old, wrapper)
+        wrapper.__dict__ = state
+        return wrapper
+
+    def rebuilt_stand_in(self, old):
+        """A wrapper of an original class (made by code that kept the class from before install,
+        or by a call under way as install() came) stored into the thread's connections: the
+        handler keeps a rebuilt wrapper sharing the thread's state of it instead, so that the
+        rebuilt classes' methods (and super()) accept it."""
+        state = self.thread_state_of(old)
+        stand_in = state.get(STAND_IN)
+        if stand_in is None:
+            new_class = self.rebuilder.rebuild(type(old))
+            stand_in = new_class.__new__(new_class)
+            if self.rebuilder.guarded:
+                stand_in._thread_ident = get_ident()
+                stand_in.allow_thread_sharing = False
+            self.take_over(old, stand_in)
+            state[STAND_IN] = stand_in
+        return stand_in
+
+    def thread_state_of(self, original):
+        """The current thread's dict of a wrapper made before install (a threading.local);
+        an empty one if this thread never used it (its class, now a proxy's, does not set one
+        up)."""
+        return self.features.targets.local_base.__getattribute__(original, "__dict__")
 
     # -- the handler's callbacks --------------------------------------------------------------
 
     def open_wrapper(self, handler, alias):
         """The current thread's first use of ``alias``: create its wrapper, as Django 1.4 does."""
+        if self.reverted:  # a call that started before uninstall(): Django's own handler now
+            return type(handler).__getitem__(handler, alias)
         handler.ensure_defaults(alias)
         settings_dict = handler.databases[alias]
         backend = self.features.targets.utils.load_backend(settings_dict["ENGINE"])
         wrapper_class = backend.DatabaseWrapper
-        if self.rebuilder is not None and self.rebuilder.needs_rebuild(wrapper_class):
+        if self.rebuilder is not None and self.needs_adopting(wrapper_class):
             wrapper_class = self.adopt(wrapper_class)
+            if wrapper_class is None:
+                return type(handler).__getitem__(handler, alias)
         wrapper = wrapper_class(settings_dict, alias)
-        self.storage.wrappers[alias] = wrapper
+        self.make_own(alias, wrapper)
         return wrapper
 
+    def open_alias(self, alias):
+        """connections._connections[alias] of an alias the thread has not used yet."""
+        handler = self.features.targets.connections
+        if alias not in handler.databases:
+            raise KeyError(alias)
+        return handler[alias]
+
+    def needs_adopting(self, wrapper_class):
+        return wrapper_class not in self.unrebuildable and self.rebuilder.needs_rebuild(
+            wrapper_class
+        )
+
     def adopt(self, wrapper_class):
-        """A wrapper class that still derives from threading.local (a backend reached through a
-        reference taken before install): rebuild it now, like those found at install."""
+        """A DatabaseWrapper class that still derives from threading.local (a backend reached
+        through a reference taken before install): rebuild it now, like those found at
+        install. None if this installation was uninstalled meanwhile."""
         with _lock:
-            classes = [c for c in reversed(wrapper_class.__mro__) if self.rebuilder.needs_rebuild(c)]
-            self.registry.apply_all(self.class_records(classes))
-            logger.debug("connlocal_shim: rebuilt %s on first use", _class_name(wrapper_class))
-            return self.rebuilder.converted[wrapper_class]
+            if self.reverted:
+                return None
+            if not self.needs_adopting(wrapper_class):
+                return self.rebuilder.converted.get(wrapper_class, wrapper_class)
+            classes = [c for c in reversed(wrapper_class.__mro__)
+                       if self.rebuilder.needs_rebuild(c)]
+            try:
+                pairs = self.rebuild(classes)
+            except UnknownLayout as error:
+                self.unrebuildable[wrapper_class] = str(error)
+                refused = error
+            else:
+                refused = None
+                with others_paused():
+                    self.registry.apply_all(self.class_records(pairs))
+        if refused is not None:
+            _warn(
+                "connlocal_shim: %s stays a threading.local DatabaseWrapper (%s): each thread "
+                "still gets its own, but it cannot be shared between threads"
+                % (_class_name(wrapper_class), refused)
+            )
+            return wrapper_class
+        logger.debug("connlocal_shim: rebuilt %s on first use", _class_name(wrapper_class))
+        return self.rebuilder.converted[wrapper_class]
 
     def unwrap(self, value):
         """The DatabaseWrapper ``value`` stands for, or None if it is not one."""
-        alias = _proxy_aliases.get(type(value))
+        alias = proxied_alias(value)
         if alias is not None:
             return self.features.targets.connections[alias]
         base = self.features.targets.base_wrapper
-        bases = (base, self.rebuilder.converted[base]) if self.rebuilder else (base,)
-        return value if isinstance(value, bases) else None
+        if self.rebuilder is None:
+            return value if isinstance(value, base) else None
+        if type(value) in self.rebuilder.converted:  # an original class's own instance
+            return self.rebuilt_stand_in(value)
+        return value if isinstance(value, (base, self.rebuilder.converted[base])) else None
 
     # -- uninstall ----------------------------------------------------------------------------
 
     def revert(self):
-        self.thread_end_switch.on = False
-        current = dict(self.storage.wrappers) if self.storage is not None else {}
-        self.registry.revert_all()
-        if self.storage is not None:
-            self.move_out(current)
+        """Undo every record, other threads paused. Returns the warnings to give: records
+        someone else replaced, and what was patched onto rebuilt classes after install."""
+        current = dict(self.storage.current()) if self.storage is not None else {}
+        with others_paused():
+            self.reverted = True
+            if self.storage is not None:
+                self.storage.retired = True  # no release at thread end for a storage gone
+            messages = self.registry.revert_all()
+            if self.rebuilder is not None:
+                self.rebuilder.retired = True  # see wrappers.ClassOfRebuilt
+                dropped = self.carry_back()
+                if dropped:
+                    messages.append(
+                        "connlocal_shim: uninstall() dropped what was set on rebuilt "
+                        "DatabaseWrapper classes after install, which went with them: %s; "
+                        "apply it again to the original classes if you still need it"
+                        % ", ".join(dropped)
+                    )
+            if self.storage is not None:
+                self.move_out(current)
+        return messages
+
+    def carry_back(self):
+        """What was set on the rebuilt classes after install: plain values (caches such as
+        Django's ``DatabaseWrapper._version``) go to the original classes; functions and
+        descriptors, which may stand on the rebuilt classes, are named in the warning."""
+        dropped = []
+        for new, name, value in self.rebuilder.changed_since_built():
+            original = self.rebuilder.originals[new]
+            if self.rebuilder.converted.get(original) is not new:
+                continue  # a class rebuilt again since: this one is no longer in use
+            if value is not None and _is_data(value):
+                setattr(original, name, value)
+                self.rebuilder.carried_back(original, name, value)
+            else:
+                self.rebuilder.forget_change(new, name)
+                dropped.append("%s.%s%s" % (
+                    _class_name(original), name, " (deleted)" if value is None else ""
+                ))
+        return dropped
 
     def move_out(self, current):
-        """The uninstalling thread keeps its open connections, now in the original wrappers."""
+        """The uninstalling thread keeps its open connections, in the original wrappers."""
         shared = vars(self.features.targets.connections)["_connections"]
-        original_of = {}
-        if self.rebuilder is not None:
-            original_of = dict((new, old) for old, new in self.rebuilder.converted.items())
+        original_of = self.rebuilder.originals if self.rebuilder is not None else {}
         drop = SHARING_STATE if self.rebuilder is not None and self.rebuilder.guarded else ()
+        drop += (OWN, STAND_IN)
         moved = set()
         for alias, wrapper in sorted(current.items()):
             own = getattr(wrapper, "alias", None) == alias
-            if own and drop:
-                own = wrapper._thread_ident == get_ident()
+            if own and self.rebuilder is not None and self.rebuilder.guarded:
+                own = vars(wrapper).get("_thread_ident") == get_ident()
             if not own:
                 continue  # re-pointed for this thread only: that ends with the backport
-            old_class = original_of.get(type(wrapper), type(wrapper))
             original = self.originals.get(alias, (None, None))[0]
+            if original is not None and vars(wrapper) is vars(original):
+                continue  # the original's own state all along: cleaned below
+            old_class = original_of.get(type(wrapper), type(wrapper))
             if type(original) is not old_class:
                 original = old_class(wrapper.settings_dict, alias)
             move_state(vars(wrapper), wrapper, original, drop=drop)
@@ -240,11 +448,18 @@ class Installation(object):
             if alias in moved:
                 continue
             state = vars(original)
-            if not state or get_ident() == self.thread_ident:
-                # Empty (made when its class was restored from this thread), or the state this
-                # thread handed to a wrapper that is gone: start afresh, as in a new thread.
-                state.clear()
+            if not state:  # made when its class was restored: start afresh, as a new thread
                 type(original).__init__(original, settings_dict, alias)
+                continue
+            for name in drop:
+                state.pop(name, None)
+            for value in list(state.values()):
+                helper = getattr(value, "__dict__", None)
+                target = helper.get("connection") if isinstance(helper, dict) else None
+                if target is not None and target is not original and (
+                    getattr(target, "__dict__", None) is state
+                ):
+                    helper["connection"] = original
 
     # -- reporting ----------------------------------------------------------------------------
 
@@ -256,7 +471,7 @@ class Installation(object):
     def redirected_references(self):
         return sorted(
             alias for alias, (wrapper, _) in self.originals.items()
-            if type(wrapper) in _proxy_aliases
+            if type(wrapper) in self.proxy_classes
         )
 
     def summary(self):
@@ -278,19 +493,70 @@ class Installation(object):
         )
 
 
+# Rebuilt classes are reused by the next install() (see ClassRebuilder): one rebuilder per
+# (BaseDatabaseWrapper, thread-local base, guarded methods) for the life of the process.
+_rebuilders = {}
+
+
+def _rebuilder_for(base, local_base, guarded, database_error):
+    key = (base, local_base, tuple(guarded))
+    rebuilder = _rebuilders.get(key)
+    if rebuilder is None:
+        rebuilder = _rebuilders[key] = ClassRebuilder(
+            base, local_base, guarded=guarded, database_error=database_error,
+            made=_wrapper_made,
+        )
+    return rebuilder
+
+
+def _wrapper_made(cls):
+    """A wrapper of ``cls`` was made: the installation in place sees its class once."""
+    installation = _installation
+    if installation is not None and cls not in installation.classes_seen:
+        installation.classes_seen.add(cls)
+        installation.first_instance_of(cls)
+
+
+def _unbound_method_of(value, by_id):
+    """Whether ``value`` is a Python 2 unbound method of one of the classes in ``by_id``."""
+    return (
+        isinstance(value, types.MethodType)
+        and value.__self__ is None
+        and id(getattr(value, "im_class", None)) in by_id
+    )
+
+
+def _warn(message):
+    logger.warning(message)
+    warnings.warn(message, ConnlocalShimWarning, stacklevel=3)
+
+
+def _refuse(reason, django_version, exc_info=None):
+    """install() patched nothing: say so everywhere (log, warning, status(), W001)."""
+    global _refusal
+    _refusal = reason
+    if exc_info is not None:
+        logger.error("connlocal_shim: install() failed", exc_info=exc_info)
+    _warn("connlocal_shim: Django %s left unpatched: %s" % (django_version, reason))
+
+
 def install():
     """Make ``django.db.connections`` thread-local, as Django 1.4 does (ticket #17258).
 
-    Idempotent and thread-safe; on Django 1.4 and later it patches nothing. INSTALLED_APPS
-    calls it for you; call it yourself in wsgi.py (before the first request) on Django 1.2/1.3,
-    where the app registry may not load INSTALLED_APPS in a production process::
+    Idempotent and thread-safe: other threads may query while it runs, and see the database
+    layer before or after it, whole. On Django 1.4 and later it patches nothing.
+    INSTALLED_APPS calls it for you; call it yourself in wsgi.py (before the first request) on
+    Django 1.2/1.3, where the app registry may not load INSTALLED_APPS in a production
+    process::
 
         import connlocal_shim
         connlocal_shim.install()
 
     On a database layer it does not recognise it patches nothing and says why in a
-    :class:`ConnlocalShimWarning`; on a Django without ``django.db.connections`` (1.1 and
-    earlier) it raises ImproperlyConfigured.
+    :class:`ConnlocalShimWarning`, in ``status()["refused"]`` and in the W001 check; an
+    unexpected error while patching is undone and reported the same way (with its traceback
+    on the ``connlocal_shim`` logger), so that a site still starts. On a Django without
+    ``django.db.connections`` (1.1 and earlier) it raises ImproperlyConfigured.
     """
     global _installation, _refusal
     with _lock:
@@ -305,37 +571,56 @@ def install():
                 "it supports Django 1.2 and later" % features.django_version
             )
         if features.problems:
-            _refusal = "; ".join(features.problems)
-            message = (
-                "connlocal_shim: Django %s left unpatched: its database layer is not one the "
-                "backport knows (%s)" % (features.django_version, _refusal)
+            _refuse(
+                "its database layer is not one the backport knows (%s)"
+                % "; ".join(features.problems),
+                features.django_version,
             )
-            logger.warning(message)
-            warnings.warn(message, ConnlocalShimWarning, stacklevel=2)
             return
         installation = Installation(features)
-        installation.backport()
-        _installation, _refusal = installation, None
-        logger.info(installation.summary())
-        for record in installation.registry:
-            logger.debug("connlocal_shim: patched %s: %s", record.describe(), record.why)
+        try:
+            installation.prepare()
+            with others_paused():
+                installation.apply()
+                _installation, _refusal = installation, None
+        except UnknownLayout as error:
+            _refuse(
+                "its database layer is not one the backport knows (%s)" % error,
+                features.django_version,
+            )
+            return
+        except Exception as error:
+            _refuse(
+                "install() failed and changed nothing: %s: %s (the traceback is on the "
+                "connlocal_shim logger)" % (type(error).__name__, error),
+                features.django_version,
+                exc_info=sys.exc_info(),
+            )
+            return
+    logger.info(installation.summary())
+    for record in installation.registry:
+        logger.debug("connlocal_shim: patched %s: %s", record.describe(), record.why)
 
 
 def uninstall():
     """Undo install() exactly, in reverse order; the calling thread keeps its connections.
 
-    Other threads' connections opened while installed are dropped with the thread-local
-    storage. A patch someone else replaced after install is left alone, with a
-    :class:`ConnlocalShimWarning`. Calling it when not installed does nothing.
+    Other threads' connections opened while installed stay with the wrappers that hold them
+    (which can still be used and closed). A patch someone else replaced after install is left
+    alone, and what was patched onto the rebuilt classes after install goes with them: both
+    are named in a :class:`ConnlocalShimWarning`. Calling it when not installed does nothing.
     """
     global _installation
     with _lock:
         if _installation is None:
             return
-        installation, _installation = _installation, None
+        installation = _installation
         reverted = len(installation.registry)
-        installation.revert()
-        logger.info("connlocal_shim: uninstalled (%d patches reverted)", reverted)
+        messages = installation.revert()
+        _installation = None
+    for message in messages:
+        warnings.warn(message, ConnlocalShimWarning, stacklevel=2)
+    logger.info("connlocal_shim: uninstalled (%d patches reverted)", reverted)
 
 
 def enable_context_routing():
@@ -356,20 +641,27 @@ def enable_context_routing():
         if installation.context_routing:
             return
         handler = installation.features.targets.connections
-        record = installation.registry.apply(AttributePatch(
+        record = AttributePatch(
             handler, "__class__", context_routing_handler_class(type(handler)),
             "django.db.connections",
             "route_connections re-points aliases per asyncio task (a ContextVar overlay the "
             "handler reads first)",
-        ))
+        )
+        with others_paused():
+            installation.registry.apply(record)
         installation.context_routing = True
-        logger.info("connlocal_shim: per-task routing enabled on first use of route_connections")
-        logger.debug("connlocal_shim: patched %s: %s", record.describe(), record.why)
+    logger.info("connlocal_shim: per-task routing enabled on first use of route_connections")
+    logger.debug("connlocal_shim: patched %s: %s", record.describe(), record.why)
 
 
 def context_routing_enabled():
     installation = _installation
     return installation is not None and installation.context_routing
+
+
+def current_installation():
+    """The Installation in place, or None (for the routing and transaction helpers)."""
+    return _installation
 
 
 def is_installed():
@@ -406,7 +698,10 @@ def status():
     "features" is what Django itself has (its "sharing_api" is None where Django has no thread
     sharing); the top-level "sharing_api" is what code can use now: "counter"
     (inc_thread_sharing(), Django 2.2+), "attribute" (allow_thread_sharing, Django 1.4-2.1 and
-    the backport), or None (not installed on Django 1.2/1.3).
+    the backport), or None (not installed on Django 1.2/1.3). "refused" says why install()
+    patched nothing (an unknown database layer, or an error it undid), or is None.
+    "unrebuilt_classes" names DatabaseWrapper classes found after install that could not be
+    rebuilt (they stay thread-local wrappers).
     """
     with _lock:
         installation = _installation
@@ -425,4 +720,8 @@ def status():
             if installation else [],
             "rebuilt_classes": installation.rebuilt_classes() if installation else [],
             "redirected_references": installation.redirected_references() if installation else [],
+            "unrebuilt_classes": sorted(
+                "%s: %s" % (_class_name(cls), why)
+                for cls, why in installation.unrebuildable.items()
+            ) if installation else [],
         }

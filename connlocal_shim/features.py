@@ -5,7 +5,15 @@ imports Django but patches nothing; ``backport`` decides from the record what to
 status command and system checks show it. Every probe asks Django what it has (never which
 version it is): the comments say which Django release and ticket a branch comes from.
 """
+import sys
 import threading
+
+try:  # Python 2
+    import thread as _thread
+except ImportError:  # Python 3
+    import _thread
+
+from connlocal_shim.identity import PerThread
 
 NATIVE = "native"  # Django has it; connlocal_shim leaves it alone
 MISSING = "missing"  # Django lacks it; install() backports it
@@ -37,7 +45,14 @@ class Targets(object):
         self.connections = found.get("connections")
         self.handler_class = found.get("handler_class")
         self.base_wrapper = found.get("base_wrapper")
+        # The thread-local class BaseDatabaseWrapper derives from (threading.local, or gevent's
+        # or eventlet's local where they patched threading before Django was imported).
+        self.local_base = found.get("local_base")
         self.guarded_methods = found.get("guarded_methods", ())
+        # Django 1.2's {thread: {alias: ...}} tables of django.db.transaction, or None.
+        self.transaction = found.get("transaction")
+        self.transaction_tables = found.get("transaction_tables")
+        self.connection_created = found.get("connection_created")
 
 
 class Features(object):
@@ -116,11 +131,63 @@ def _find_base_wrapper():
     return BaseDatabaseWrapper
 
 
-def _storage_is_thread_local(storage):
-    if isinstance(storage, threading.local):
+# (module, name) of the C and Python thread-local classes of Python, gevent and eventlet: found
+# by name too, since a monkey patch that ran after Django's import replaced the module
+# attributes that would lead to the class BaseDatabaseWrapper was defined with.
+KNOWN_LOCAL_CLASSES = frozenset([
+    ("thread", "_local"), ("_thread", "_local"), ("_threading_local", "local"),
+    ("gevent.local", "local"), ("gevent._gevent_clocal", "local"), ("gevent._local", "local"),
+    ("eventlet.corolocal", "local"),
+])
+
+
+def thread_local_classes():
+    """The thread-local classes in use now: Python's (``threading.local``, ``thread._local``),
+    or gevent's and eventlet's once they patched ``threading``, and the originals gevent
+    replaced."""
+    found = [threading.local, _thread._local]
+    for name in ("_threading_local", "gevent.local", "eventlet.corolocal"):
+        module = sys.modules.get(name)
+        if module is not None and isinstance(getattr(module, "local", None), type):
+            found.append(module.local)
+    monkey = sys.modules.get("gevent.monkey")
+    if monkey is not None and hasattr(monkey, "get_original"):
+        for module_name, name in (("threading", "local"), (_thread.__name__, "_local")):
+            try:
+                found.append(monkey.get_original(module_name, name))
+            except (AttributeError, ImportError, KeyError):
+                pass
+    return [cls for cls in found if isinstance(cls, type)]
+
+
+def is_thread_local_class(cls, in_use=None):
+    """Whether ``cls`` is one of the thread-local classes (see thread_local_classes)."""
+    if cls in (in_use if in_use is not None else thread_local_classes()):
         return True
+    return (getattr(cls, "__module__", None), getattr(cls, "__name__", None)) in KNOWN_LOCAL_CLASSES
+
+
+def _is_asgiref_local(storage):
     # asgiref.local.Local (Django 3.0+) is thread- and task-local without subclassing local.
     return type(storage).__module__.startswith("asgiref.")
+
+
+def _storage_is_thread_local(storage):
+    # The backport's own storage (a PerThread) once installed, Python's (or gevent's) local,
+    # or asgiref's Local.
+    if isinstance(storage, PerThread):
+        return True
+    if any(is_thread_local_class(cls) for cls in type(storage).__mro__):
+        return True
+    return _is_asgiref_local(storage)
+
+
+def _takes_sender_key(signal):
+    """Whether Signal._live_receivers(self, senderkey) is Django 1.2/1.3's (the backport lets
+    receivers connected for an original wrapper class hear its rebuilt class there)."""
+    function = getattr(type(signal), "_live_receivers", None)
+    code = getattr(getattr(function, "__func__", function), "__code__", None)
+    return code is not None and code.co_varnames[:code.co_argcount] == ("self", "senderkey")
 
 
 def detect():
@@ -164,7 +231,7 @@ def detect():
                 features.problems.append("django.db.utils has no %s" % needed)
     elif storage is not None and _storage_is_thread_local(storage):
         features.thread_local_handler = NATIVE
-        features.async_local = not isinstance(storage, threading.local)
+        features.async_local = _is_asgiref_local(storage)
     else:
         features.problems.append(
             "django.db.connections keeps its connections in %s, neither a dict nor thread-local"
@@ -183,12 +250,18 @@ def detect():
         features.handler_delitem = NATIVE if hasattr(handler_class, "__delitem__") else UNAVAILABLE
 
     # The wrappers: subclasses of threading.local before Django 1.4.
+    local_base = None
     if base_wrapper is None:
         features.problems.append("BaseDatabaseWrapper not found in django.db.backends")
     else:
-        has_local = threading.local in base_wrapper.__mro__
+        in_use = thread_local_classes()
+        local_ancestors = [c for c in base_wrapper.__mro__ if is_thread_local_class(c, in_use)]
+        has_local = bool(local_ancestors)
         features.wrappers_without_local = _state(not has_local)
-        if has_local and threading.local not in base_wrapper.__bases__:
+        direct = [b for b in base_wrapper.__bases__ if is_thread_local_class(b, in_use)]
+        if has_local and len(direct) == 1:
+            local_base = direct[0]
+        elif has_local:
             features.problems.append(
                 "BaseDatabaseWrapper inherits threading.local through %s, not directly"
                 % ", ".join(b.__name__ for b in base_wrapper.__bases__)
@@ -233,6 +306,23 @@ def detect():
             "DatabaseWrapper has no threading.local base and no validate_thread_sharing()"
         )
 
+    # Signals: rebuilt classes send connection_created with themselves as sender.
+    from django.db.backends.signals import connection_created
+
+    if features.wrappers_without_local == MISSING and not _takes_sender_key(connection_created):
+        features.problems.append(
+            "django.dispatch.Signal._live_receivers does not take a sender key"
+        )
+    # Transaction state: Django 1.2 keeps it in django.db.transaction per thread and alias
+    # (Django 1.3 moved it onto the wrapper); the backport keeps it with the wrapper an alias
+    # serves (transactions.py).
+    from django.db import transaction
+    from connlocal_shim.transactions import find_tables
+
+    transaction_tables = find_tables(transaction)
+    if transaction_tables is not None and features.thread_local_handler != MISSING:
+        transaction_tables = None  # a thread-local handler with Django 1.2's tables: native
+
     if not features.problems:
         if features.thread_local_handler == MISSING:
             features.layout = "shared dict of threading.local wrappers (before ticket #17258)"
@@ -247,6 +337,10 @@ def detect():
         connections=connections,
         handler_class=handler_class,
         base_wrapper=base_wrapper,
+        local_base=local_base,
         guarded_methods=features.targets.guarded_methods,
+        transaction=transaction,
+        transaction_tables=transaction_tables,
+        connection_created=connection_created,
     )
     return features

@@ -4,12 +4,10 @@ Each change is a record (target, attribute, original, replacement) applied by on
 by walking the records in reverse, so ``uninstall()`` is exact by construction and the status
 command can list what was done. Originals are read with ``vars()`` (never ``getattr``, which
 would find an inherited or already-wrapped value). A record undoes only what is still ours: if
-someone patched over us, theirs is left in place and a :class:`ConnlocalShimWarning` says so.
+someone patched over us, theirs is left in place and uninstall() says so in a
+:class:`~connlocal_shim.exceptions.ConnlocalShimWarning`.
 """
-import threading
-import warnings
-
-from connlocal_shim.exceptions import ConnlocalShimWarning
+from connlocal_shim.features import is_thread_local_class
 
 
 class _Absent(object):
@@ -29,11 +27,23 @@ def own_value(target, name):
     return vars(target).get(name, ABSENT)
 
 
+def _local_base(target):
+    """The thread-local class ``target``'s class derives from (a DatabaseWrapper of Django
+    1.2/1.3, or a local of Python's, gevent's or eventlet's), or None."""
+    if isinstance(target, type):
+        return None
+    for cls in type(target).__mro__:
+        if is_thread_local_class(cls):
+            return cls
+    return None
+
+
 def _assign(target, name, value):
-    if isinstance(target, threading.local):
+    local = _local_base(target)
+    if local is not None:
         # A DatabaseWrapper of Django 1.2/1.3 is a threading.local, and once redirected its own
         # __setattr__ forwards to the current thread's wrapper: go to local's own slot.
-        threading.local.__setattr__(target, name, value)
+        local.__setattr__(target, name, value)
     elif name == "__class__":
         object.__setattr__(target, name, value)
     else:
@@ -41,8 +51,9 @@ def _assign(target, name, value):
 
 
 def _remove(target, name):
-    if isinstance(target, threading.local):
-        threading.local.__delattr__(target, name)
+    local = _local_base(target)
+    if local is not None:
+        local.__delattr__(target, name)
     else:
         delattr(target, name)
 
@@ -69,18 +80,18 @@ class AttributePatch(object):
         return own_value(self.target, self.name) is self.replacement
 
     def revert(self):
+        """Put the original back; return a warning to give (after uninstall) if the patch was
+        replaced by someone else, who is then left in place."""
         if not self.is_ours():
-            warnings.warn(
+            return (
                 "connlocal_shim: %s was replaced by someone else after install; "
-                "left as it is instead of restoring Django's original" % self.describe(),
-                ConnlocalShimWarning,
-                stacklevel=3,
+                "left as it is instead of restoring Django's original" % self.describe()
             )
-            return
         if self.original is ABSENT:
             _remove(self.target, self.name)
         else:
             _assign(self.target, self.name, self.original)
+        return None
 
     def describe(self):
         if self.name == "__class__":
@@ -91,70 +102,36 @@ class AttributePatch(object):
         return {"target": self.describe(), "why": self.why}
 
 
-def _sender_key(sender):
+def sender_key(sender):
+    """The key django.dispatch files a receiver's sender under (``_make_id``)."""
     from django.dispatch import dispatcher
 
     return getattr(dispatcher, "_make_id", id)(sender)
 
 
-def has_receivers_for(signal, sender):
-    """Whether any receiver of ``signal`` was connected with exactly this ``sender``."""
-    key = _sender_key(sender)
-    return any(entry[0][1] == key for entry in list(signal.receivers))
+def live_receivers_with_aliases(signal, aliases):
+    """A ``_live_receivers(senderkey)`` for ``signal`` (Django 1.2/1.3's Signal) that also
+    returns the receivers connected for the sender a key stands for in ``aliases``
+    ({key of a rebuilt class: key of its original class}), each receiver once.
 
-
-class SignalSenderAlias(object):
-    """Receivers connected with ``sender=old`` also receive what ``new`` sends.
-
-    A rebuilt DatabaseWrapper class sends ``connection_created`` with itself as sender; the
-    receivers a site connected for the original class must still fire, exactly once.
+    Receivers stay filed as they were connected, so connect() and disconnect() with the
+    original class keep working, before and after install.
     """
+    original = type(signal)._live_receivers
 
-    def __init__(self, signal, old_sender, new_sender, label, why):
-        self.signal = signal
-        self.target = signal
-        self.old_sender = old_sender
-        self.new_sender = new_sender
-        self.label = label
-        self.why = why
-        self.name = "receivers"
-        self.added = []
+    def _live_receivers(senderkey):
+        alias = aliases.get(senderkey)
+        receivers = original(signal, senderkey)
+        if alias is None:
+            return receivers
+        seen = set(id(receiver) for receiver in receivers)
+        for receiver in original(signal, alias):
+            if id(receiver) not in seen:
+                seen.add(id(receiver))
+                receivers.append(receiver)
+        return receivers
 
-    def apply(self):
-        old_key, new_key = _sender_key(self.old_sender), _sender_key(self.new_sender)
-        with self.signal.lock:
-            present = set(entry[0] for entry in self.signal.receivers)
-            for entry in list(self.signal.receivers):
-                (receiver_key, sender_key), rest = entry[0], entry[1:]
-                if sender_key == old_key and (receiver_key, new_key) not in present:
-                    alias = ((receiver_key, new_key),) + tuple(rest)
-                    self.signal.receivers.append(alias)
-                    self.added.append(alias)
-            self._clear_cache()
-
-    def is_ours(self):
-        return any(entry in self.signal.receivers for entry in self.added)
-
-    def revert(self):
-        with self.signal.lock:
-            for entry in self.added:
-                for index, present in enumerate(self.signal.receivers):
-                    if present is entry:
-                        del self.signal.receivers[index]
-                        break
-            self._clear_cache()
-        self.added = []
-
-    def _clear_cache(self):
-        cache = getattr(self.signal, "sender_receivers_cache", None)
-        if cache:
-            cache.clear()
-
-    def describe(self):
-        return "%s receivers for sender %s" % (self.label, self.old_sender.__name__)
-
-    def as_dict(self):
-        return {"target": self.describe(), "why": self.why}
+    return _live_receivers
 
 
 class Registry(object):
@@ -179,8 +156,13 @@ class Registry(object):
             raise
 
     def revert_all(self, down_to=0):
+        """Revert the records in reverse order; return the warnings they gave."""
+        messages = []
         while len(self.records) > down_to:
-            self.records.pop().revert()
+            message = self.records.pop().revert()
+            if message:
+                messages.append(message)
+        return messages
 
     def find(self, target, name):
         for record in reversed(self.records):

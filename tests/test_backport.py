@@ -3,6 +3,7 @@ installing late (backport.py)."""
 import logging
 import sys
 import threading
+import traceback
 import time
 import warnings
 import weakref
@@ -349,3 +350,162 @@ def test_install_logs_one_info_line(reinstall):
         )
     else:
         assert "nothing to patch" in infos[0]
+
+
+# -- install and uninstall while other threads query ----------------------------------------------
+
+@requires_backport
+def test_install_and_uninstall_are_atomic_for_threads_querying_meanwhile(reinstall):
+    # Every querying thread sees the old database layer or the new one, whole: 30 cycles of
+    # uninstall() + install() against 4 threads that query through connections[alias],
+    # django.db.connection and the captured references (README: "Limits worth knowing").
+    import django.db
+    import legacy_module
+
+    handler = connections()
+    stop = threading.Event()
+    errors, counts = [], []
+    started = threading.Semaphore(0)
+
+    def query():
+        done = 0
+        started.release()
+        try:
+            while not stop.is_set():
+                alias = ("default", "other", "thirdparty")[done % 3]
+                handler[alias].cursor().execute("SELECT 1")
+                django.db.connection.cursor().execute("SELECT 2")
+                assert legacy_module.current_alias() == "default"
+                done += 1
+        except Exception:  # reported below, with where it happened
+            errors.append(traceback.format_exc())
+        counts.append(done)
+
+    workers = [threading.Thread(target=query) for _ in range(4)]
+    for worker in workers:
+        worker.daemon = True
+        worker.start()
+    for _ in workers:
+        assert started.acquire(True)
+    before = [record.describe() for record in connlocal_shim.backport._installation.registry]
+    try:
+        for _ in range(30):
+            connlocal_shim.uninstall()
+            connlocal_shim.install()
+            assert connlocal_shim.is_installed(), connlocal_shim.status()["refused"]
+    finally:
+        stop.set()
+        for worker in workers:
+            worker.join(60)
+    assert errors == []
+    assert len(counts) == 4 and min(counts) > 0
+    records = list(connlocal_shim.backport._installation.registry)
+    assert all(record.is_ours() for record in records), "a patch was left over or undone"
+    targets = [(id(record.target), record.name) for record in records]
+    assert len(set(targets)) == len(targets), "something was patched twice"
+    assert connlocal_shim.status()["refused"] is None
+    connlocal_shim.uninstall()
+    connlocal_shim.install()  # quiet now: the patches of before the threads ran, and proxies
+    # of the wrappers the threads made while uninstalled (django.db.connections has them now)
+    now = [record.describe() for record in connlocal_shim.backport._installation.registry]
+    extra = [d for d in now if d not in before]
+    assert [d for d in before if d not in now] == []
+    assert all(d.startswith("the ") and "wrapper captured before install" in d for d in extra)
+
+
+@requires_backport
+def test_install_uninstall_cycles_leave_no_objects_behind(reinstall):
+    # Each cycle made proxy classes and a storage that stayed reachable for ever.
+    import gc
+
+    handler = connections()
+
+    def cycle():
+        connlocal_shim.uninstall()
+        connlocal_shim.install()
+        handler["default"].cursor().execute("SELECT 1")
+
+    for _ in range(20):  # warm up: caches, first-use imports
+        cycle()
+    gc.collect()
+    before = len(gc.get_objects())
+    for _ in range(200):
+        cycle()
+    gc.collect()
+    grown = len(gc.get_objects()) - before
+    assert grown < 500, "200 install/uninstall cycles left %d objects behind" % grown
+
+
+@requires_backport
+def test_disconnecting_a_receiver_with_the_original_class_stops_it(reinstall):
+    from django.db.backends.signals import connection_created
+    from django.db.backends.sqlite3 import base as sqlite_base
+
+    calls = []
+
+    def receiver(sender, connection, **kwargs):
+        calls.append(connection.alias)
+
+    connlocal_shim.uninstall()
+    original_class = sqlite_base.DatabaseWrapper
+    connlocal_shim.install()
+    handler = connections()
+
+    def open_new_connection():
+        handler["other"].cursor()
+
+    # Connected after install with a reference to the original class kept from before it.
+    connection_created.connect(receiver, sender=original_class, weak=False)
+    try:
+        in_thread(open_new_connection)
+        assert calls == ["other"]
+    finally:
+        connection_created.disconnect(receiver, sender=original_class)
+    in_thread(open_new_connection)
+    assert calls == ["other"], "a disconnected receiver kept firing"
+
+
+INSTALL_FAILS = r"""
+import logging, warnings
+import support
+support.configure(installed_apps=())
+support.start_django()
+import django.db
+from django.db import connections
+from django.db.backends import signals
+
+class Refusing(type(signals.connection_created)):
+    # A signal object someone made read-only: setting an attribute on it fails.
+    def __setattr__(self, name, value):
+        if name == "_live_receivers":
+            raise TypeError("this signal is read-only")
+        type(signals.connection_created).__setattr__(self, name, value)
+
+signals.connection_created.__class__ = Refusing
+records = []
+handler = logging.Handler()
+handler.emit = records.append
+logging.getLogger("connlocal_shim").addHandler(handler)
+before = (type(connections), type(django.db.connection), dict(vars(connections)))
+import connlocal_shim
+with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    connlocal_shim.install()
+after = (type(connections), type(django.db.connection), dict(vars(connections)))
+assert before[0] is after[0] and before[1] is after[1], "left half-patched"
+assert all(after[2][k] is v for k, v in before[2].items())
+print("INSTALLED %s" % connlocal_shim.is_installed())
+print("REFUSED %s" % connlocal_shim.status()["refused"])
+print("WARNED %s" % [str(w.message) for w in caught if w.category is connlocal_shim.ConnlocalShimWarning])
+print("TRACEBACK %s" % any(r.exc_info and r.levelno == logging.ERROR for r in records))
+"""
+
+
+@requires_backport
+def test_an_install_that_fails_is_undone_and_reported_not_silent():
+    out, _, _ = support.run_python(INSTALL_FAILS)
+    lines = dict(line.split(" ", 1) for line in out.splitlines() if " " in line)
+    assert lines["INSTALLED"] == "False"
+    assert "install() failed" in lines["REFUSED"] and "this signal is read-only" in lines["REFUSED"]
+    assert "this signal is read-only" in lines["WARNED"]
+    assert lines["TRACEBACK"] == "True"

@@ -297,3 +297,187 @@ def test_captured_reference_writes_reach_the_current_threads_wrapper():
 
     assert in_thread(write) is True
     assert not hasattr(connections()["default"], "written_here")
+
+
+# -- only DatabaseWrapper classes are rebuilt, and what they carry keeps working -------------------
+
+@requires_backport
+def test_a_class_rebuilt_on_first_use_leaves_threading_local_itself_alone():
+    # Rebuilding walks the class's MRO: only DatabaseWrapper classes may be rebuilt, never
+    # threading.local (rebuilding and rebinding it broke every threading.local in the process).
+    import threading as threading_module
+
+    try:
+        import thread as thread_module
+    except ImportError:
+        import _thread as thread_module
+    local_before, c_local_before = threading_module.local, thread_module._local
+    test_a_class_reached_through_an_old_reference_is_rebuilt_on_first_use()
+    assert threading_module.local is local_before
+    assert thread_module._local is c_local_before
+    value = threading_module.local()
+    value.x = 1
+    assert in_thread(lambda: hasattr(value, "x")) is False and value.x == 1
+
+
+CARRIED_OVER = r"""
+import threading, warnings
+import support
+support.configure()
+import patched_before_install as patched       # a tool patching Django before install
+support.start_django()                          # INSTALLED_APPS installs connlocal_shim
+import connlocal_shim
+from django.db import connections
+assert connlocal_shim.is_installed(), connlocal_shim.status()["refused"]
+
+def use(alias):
+    wrapper = connections[alias]
+    wrapper.cursor().execute("SELECT 1")        # the toolbar's closure: an old unbound method
+    wrapper._rollback()                          # super(OldSqliteWrapper, self) in a closure
+    wrapper._commit()                            # an unbound method as a default argument
+    wrapper.counted_hook(True)                   # wrapt around an old unbound method
+    answers = (wrapper.vendor_label(), wrapper.answer(), wrapper.closed_yet)
+    wrapper.close()                              # a module global keeping an unbound method
+    return answers + (wrapper.closed_yet,)
+
+print("MAIN %r" % (use("default"),))
+seen = []
+thread = threading.Thread(target=lambda: seen.append(use("other")))
+thread.start(); thread.join()
+print("THREAD %r" % (seen[0],))
+print("CALLS %s" % sorted(patched.CALLS.items()))
+
+# A patch applied after install lands on the rebuilt class and keeps working ...
+from django.db.backends import BaseDatabaseWrapper
+after = []
+original_cursor = BaseDatabaseWrapper.cursor
+def cursor_after_install(self):
+    after.append(self.alias)
+    return original_cursor(self)
+BaseDatabaseWrapper.cursor = cursor_after_install
+connections["default"].cursor().execute("SELECT 1")
+print("AFTER %r" % after)
+# ... and uninstall says it goes with the rebuilt class, naming it.
+with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    connlocal_shim.uninstall()
+print("UNINSTALL %r" % [str(w.message) for w in caught])
+connections["default"].cursor().execute("SELECT 1")
+print("UNINSTALLED OK")
+"""
+
+
+@requires_backport
+def test_what_tools_patched_onto_wrapper_classes_before_install_keeps_working():
+    out, _, _ = support.run_python(CARRIED_OVER)
+    lines = dict(line.split(" ", 1) for line in out.splitlines() if " " in line)
+    assert lines["MAIN"] == "('DatabaseWrapper', 42, False, True)"
+    assert lines["THREAD"] == lines["MAIN"]
+    assert lines["CALLS"] == (
+        "[('close', 2), ('cursor', 2), ('default', 2), ('super', 2), ('wrapt', 2)]"
+    )
+    assert lines["AFTER"] == "['default']"
+    assert "BaseDatabaseWrapper.cursor" in lines["UNINSTALL"]
+    assert "after install" in lines["UNINSTALL"]
+    assert "UNINSTALLED OK" in out
+
+
+OLD_STYLE_MIXIN = r"""
+import threading, warnings
+import support
+import connlocal_shim.exceptions
+warnings.simplefilter("error", connlocal_shim.exceptions.ConnlocalShimWarning)  # a refusal fails
+from django.conf import settings
+support.configure()
+settings.DATABASES["oldstyle"] = dict(settings.DATABASES["default"], ENGINE="oldstyle_backend")
+from django.db import connections
+connections["oldstyle"]                          # loaded before install, as a site's backend
+support.start_django()
+import connlocal_shim
+status = connlocal_shim.status()
+print("INSTALLED %s" % status["installed"])
+print("REBUILT %s" % ("oldstyle_backend.base.DatabaseWrapper" in status["rebuilt_classes"]))
+wrapper = connections["oldstyle"]
+wrapper.cursor().execute("SELECT 1")
+print("MIXIN %s" % wrapper.cursors_opened)
+print("LOCAL %s" % (threading.local in type(wrapper).__mro__))
+"""
+
+
+@requires_backport
+@pytest.mark.skipif(sys.version_info[0] > 2, reason="old-style classes exist on Python 2 only")
+def test_a_backend_with_an_old_style_mixin_is_rebuilt():
+    out, _, _ = support.run_python(OLD_STYLE_MIXIN)
+    assert out.split() == ["INSTALLED", "True", "REBUILT", "True", "MIXIN", "1", "LOCAL", "False"]
+
+
+SQLITE_LOADED_AFTER_INSTALL = r"""
+import sys, threading
+import support
+from django.conf import settings
+support.configure()
+databases = settings.DATABASES
+for alias in list(databases):
+    if alias != "default":
+        del databases[alias]
+databases["default"] = {"ENGINE": "django.db.backends.dummy"}  # default on another backend
+databases["file"] = support.database_settings(support.tempfile.mkdtemp())["other"]
+databases["mem"] = {"ENGINE": "django.db.backends.sqlite3", "NAME": ":memory:"}
+support.start_django()
+import connlocal_shim
+assert connlocal_shim.is_installed()
+print("SQLITE_BEFORE %s" % ("django.db.backends.sqlite3.base" in sys.modules))
+from django.db import connections
+from connlocal_shim import route_connections, shared_connection
+for alias in ("mem", "file"):
+    with shared_connection(alias) as wrapper:
+        wrapper.cursor().execute("CREATE TABLE IF NOT EXISTS t (x INTEGER)")
+        wrapper.cursor().execute("INSERT INTO t VALUES (5)")
+        seen = []
+        def query():
+            with route_connections(default=wrapper):
+                cursor = connections["default"].cursor()
+                cursor.execute("SELECT x FROM t")
+                seen.append(cursor.fetchall())
+        thread = threading.Thread(target=query); thread.start(); thread.join()
+        print("%s %r" % (alias.upper(), seen))
+"""
+
+
+@requires_backport
+def test_a_sqlite_backend_loaded_after_install_opens_shareable_connections():
+    out, err, _ = support.run_python(SQLITE_LOADED_AFTER_INSTALL)
+    lines = out.splitlines()
+    assert lines[0] == "SQLITE_BEFORE False"
+    assert lines[1:] == ["MEM [[(5,)]]", "FILE [[(5,)]]"], err
+
+
+@requires_backport
+def test_a_wrapper_made_while_installed_can_be_used_and_closed_after_uninstall():
+    import connlocal_shim
+
+    handler = connections()
+    made = {}
+    opened, release = threading.Event(), threading.Event()
+
+    def open_and_wait():
+        for alias in ("other", "thirdparty"):
+            made[alias] = handler[alias]
+            made[alias].cursor().execute("SELECT 1")
+        opened.set()
+        release.wait(30)
+
+    worker = ThreadResult(open_and_wait)
+    assert opened.wait(30)
+    connlocal_shim.uninstall()
+    try:
+        release.set()
+        worker.result()
+        for alias, wrapper in sorted(made.items()):
+            share(wrapper)  # its thread has ended: this one takes it over
+            assert support.query(wrapper, "SELECT 4") == [(4,)]
+            wrapper.close()  # sqlite's close() calls BaseDatabaseWrapper.close(self), super()
+            assert wrapper.connection is None, alias
+        assert made["thirdparty"].closes == 1
+    finally:
+        connlocal_shim.install()
