@@ -1,36 +1,30 @@
 """Where route_connections keeps its state: per thread, or per context (asyncio task).
 
 Up to Django 2.2 connections live in a threading.local, and route_connections re-points an
-alias with ``connections[alias] = wrapper`` for the thread. Django 3.0+ keeps them in asgiref's
-``Local(thread_critical=True)``: an async view's ORM calls run in a sync_to_async thread that
-never sees what its task set there, and tasks that share that thread would see each other's.
-There route_connections keeps an overlay ``{alias: target}`` in a ContextVar, which follows the
-task into sync_to_async and async_to_sync, and the handler consults it first
-(:func:`context_routing_handler_class`, applied through the registry on first use).
+alias with ``connections[alias] = wrapper`` for the thread; the blocks a thread has entered are
+its list of frames (:data:`THREAD_FRAMES`, per greenlet under gevent/eventlet). Django 3.0+ keeps
+connections in asgiref's ``Local(thread_critical=True)``: an async view's ORM calls run in a
+sync_to_async thread that never sees what its task set there, and tasks that share that thread
+would see each other's. There route_connections keeps an overlay ``{alias: target}`` in a
+ContextVar, which follows the task into sync_to_async and async_to_sync, and the handler
+consults it first (:func:`context_routing_handler_class`, applied through the registry on first
+use); the frames of the context's blocks are in a second ContextVar.
 """
-import threading
+from connlocal_shim.identity import PerThread
 
 try:
     import contextvars
 except ImportError:  # Python < 3.7: per-thread routing only
     contextvars = None
 
-_thread_state = threading.local()
+# Each thread's (greenlet's) list of route_connections frames, outermost first.
+THREAD_FRAMES = PerThread(list)
 
 if contextvars is not None:
     ROUTES = contextvars.ContextVar("connlocal_shim_routes", default=None)
     CONTEXT_FRAMES = contextvars.ContextVar("connlocal_shim_frames", default=())
 else:
     ROUTES = CONTEXT_FRAMES = None
-
-
-def thread_frames():
-    """The current thread's list of route_connections frames, outermost first."""
-    try:
-        return _thread_state.frames
-    except AttributeError:
-        frames = _thread_state.frames = []
-        return frames
 
 
 class OwnAlias(object):

@@ -17,9 +17,8 @@ its own writes (the pinning of django-multidb-router). Routing is restored even 
 raises. A misconfiguration raises ImproperlyConfigured when the middleware is loaded (and shows
 as a system check error on Django 1.7+).
 """
-import threading
-
 from connlocal_shim.compat import string_types
+from connlocal_shim.identity import PerThread
 from connlocal_shim.routing import RouteConnections
 
 UNSAFE_METHODS = frozenset(["POST", "PUT", "PATCH", "DELETE"])
@@ -31,7 +30,7 @@ _ROUTED = "_connlocal_shim_routed"  # request attribute: the token of the routin
 # then, since Django 1.5, sends no request_finished): got_request_exception, request_finished and
 # the thread's next process_request leave what is still pending, so nothing routed by a request
 # outlives it on its thread.
-_pending = threading.local()
+_pending = PerThread(list)
 
 
 class _Token(object):
@@ -42,11 +41,7 @@ class _Token(object):
 
 
 def _pending_tokens():
-    try:
-        return _pending.tokens
-    except AttributeError:
-        tokens = _pending.tokens = []
-        return tokens
+    return _pending.current()
 
 
 def leave_pending_routes(**kwargs):
@@ -201,7 +196,7 @@ class ConnectionPinningMiddleware(object):
         try:
             response = self.get_response(request)
         except BaseException:
-            self.route.exit()
+            self.route.exit(body_failed=True)
             raise
         return self._leave(request, response)
 
@@ -219,7 +214,7 @@ class ConnectionPinningMiddleware(object):
     def process_exception(self, request, exception):
         # The view raised: leave now, Django may not call process_response (see _pending).
         if self._take(request):
-            self.route.exit()
+            self.route.exit(body_failed=True)
         return None
 
     def process_response(self, request, response):
@@ -276,10 +271,7 @@ class RoutedContent(object):
     def __next__(self):
         try:
             return next(self.content)
-        except StopIteration:
-            self.close()
-            raise
-        except BaseException:
+        except BaseException:  # exhausted (StopIteration) or failed: routing ends either way
             self.close()
             raise
 

@@ -17,22 +17,30 @@ connection that commits even if the view's transaction rolls back::
         with route_connections(default=separate_connection("master")):
             AuditLog.objects.create(action="edit")
 """
+import inspect
+import logging
 import sys
-import threading
+import types
 
 import wrapt
 
-from connlocal_shim.compat import get_ident, string_types
 from connlocal_shim import context
-from connlocal_shim.context import thread_frames
+from connlocal_shim.compat import reraise, string_types
+from connlocal_shim.context import THREAD_FRAMES
+from connlocal_shim.identity import PerThread, get_ident
+
+logger = logging.getLogger("connlocal_shim")
 
 ACCEPTED = (
     "an alias string (such as 'master'), a DatabaseWrapper (such as one shared by another "
-    "thread), or a connection factory (such as separate_connection('master'))"
+    "thread), django.db.connection, or a connection factory (such as "
+    "separate_connection('master'))"
 )
 
-
-_modules = {}  # "db": django.db; "base": the module defining BaseDatabaseWrapper
+# Looked up once, on first use: "db" (django.db), "base" (the module defining
+# BaseDatabaseWrapper, whose name is read from it each time: the backport rebinds it),
+# "transaction" (django.db.transaction), "proxies" (Django's classes of django.db.connection).
+_modules = {}
 
 
 def _handler():
@@ -91,6 +99,40 @@ def is_wrapper(value):
     return isinstance(value, module.BaseDatabaseWrapper)
 
 
+def _django_proxy_classes():
+    """Django's classes of ``django.db.connection``: DefaultConnectionProxy (Django 1.4-3.1)
+    and ConnectionProxy (Django 3.2+, also used for caches)."""
+    classes = _modules.get("proxies")
+    if classes is None:
+        import django.db
+
+        found = [getattr(django.db, "DefaultConnectionProxy", None)]
+        try:
+            from django.utils.connection import ConnectionProxy
+        except ImportError:
+            pass
+        else:
+            found.append(ConnectionProxy)
+        classes = _modules["proxies"] = tuple(cls for cls in found if isinstance(cls, type))
+    return classes
+
+
+def _proxied_alias(proxy, handler):
+    """The alias a Django connection proxy stands for (raises TypeError for one of another
+    handler, such as django.core.cache.cache)."""
+    state = vars(proxy)
+    if "_alias" not in state:  # DefaultConnectionProxy: always the default alias
+        from django.db import DEFAULT_DB_ALIAS
+
+        return DEFAULT_DB_ALIAS
+    if state.get("_connections") is not handler:
+        raise TypeError(
+            "connlocal_shim: route_connections got a proxy of %r, not of django.db.connections"
+            % (state.get("_connections"),)
+        )
+    return state["_alias"]
+
+
 def new_wrapper(alias):
     """A fresh DatabaseWrapper for ``alias``, made as Django makes the thread's own one."""
     handler = _handler()
@@ -135,10 +177,18 @@ def in_transaction(wrapper):
         return wrapper.connection is not None and not get_autocommit()
     if getattr(wrapper, "transaction_state", None):  # Django 1.3-1.5: managed blocks
         return True
-    tables = _transaction_tables()  # Django 1.2: kept per thread and alias
-    if tables:
-        state = tables[0]
-        return bool(state.get(get_ident(), {}).get(wrapper.alias))
+    transaction = _modules.get("transaction")
+    if transaction is None:
+        from django.db import transaction
+
+        _modules["transaction"] = transaction
+    # Django 1.2 keeps the state in django.db.transaction; under the backport its tables keep
+    # it with the wrapper an alias serves (transactions.py).
+    from connlocal_shim.transactions import TransactionTable, managed_stack
+
+    table = getattr(transaction, "state", None)
+    if isinstance(table, TransactionTable):
+        return bool(managed_stack(table.original, wrapper))
     return False
 
 
@@ -161,22 +211,6 @@ def _alias_string(alias, api):
     return alias
 
 
-class _ThreadStacks(object):
-    """One list per thread: what each thread's nested ``with`` blocks of one object opened."""
-
-    def __init__(self):
-        self._local = threading.local()
-
-    def push(self, item):
-        stack = getattr(self._local, "stack", None)
-        if stack is None:
-            stack = self._local.stack = []
-        stack.append(item)
-
-    def pop(self):
-        return self._local.stack.pop()
-
-
 # -- factories ----------------------------------------------------------------------------------
 
 class ConnectionFactory(object):
@@ -194,7 +228,7 @@ class SeparateConnection(ConnectionFactory):
 
     def __init__(self, alias):
         self.alias = _alias_string(alias, "separate_connection")
-        self._opened = _ThreadStacks()
+        self._opened = PerThread(list)  # each thread's wrappers of nested with-blocks
 
     def create(self):
         return new_wrapper(self.alias)
@@ -204,11 +238,11 @@ class SeparateConnection(ConnectionFactory):
 
     def __enter__(self):
         wrapper = self.create()
-        self._opened.push(wrapper)
+        self._opened.current().append(wrapper)
         return wrapper
 
     def __exit__(self, *exc_info):
-        self.dispose(self._opened.pop())
+        self.dispose(self._opened.current().pop())
         return False
 
     def __repr__(self):
@@ -236,18 +270,18 @@ class SharedConnection(object):
 
     def __init__(self, alias):
         self.alias = _alias_string(alias, "shared_connection")
-        self._shared = _ThreadStacks()
+        self._shared = PerThread(list)  # each thread's (wrapper, previous) of nested blocks
 
     def __enter__(self):
         handler = _handler()
         check_alias(self.alias, handler)
         wrapper = handler[self.alias]
         previous = share(wrapper)
-        self._shared.push((wrapper, previous))
+        self._shared.current().append((wrapper, previous))
         return wrapper
 
     def __exit__(self, *exc_info):
-        wrapper, previous = self._shared.pop()
+        wrapper, previous = self._shared.current().pop()
         unshare(wrapper, previous)
         return False
 
@@ -273,66 +307,71 @@ def shared_connection(alias="default"):
     return SharedConnection(alias)
 
 
+# -- what a value stands for --------------------------------------------------------------------
+
+ALIAS, FACTORY, WRAPPER, PROXY, CALLABLE = "alias", "factory", "wrapper", "proxy", "callable"
+
+
+def value_kind(alias, value):
+    """What route_connections(alias=value) routes to, or TypeError saying what it accepts.
+    The one check of a value: the constructor makes it, entering relies on it."""
+    if isinstance(value, string_types):
+        return ALIAS
+    if isinstance(value, ConnectionFactory):
+        return FACTORY
+    if is_wrapper(value):  # also the backport's legacy references (django.db.connection)
+        return WRAPPER
+    if isinstance(value, _django_proxy_classes()):  # django.db.connection on Django 1.4+
+        return PROXY
+    if callable(value):
+        return CALLABLE
+    raise TypeError(
+        "connlocal_shim: route_connections(%s=...) got %s; it accepts %s"
+        % (alias, type(value).__name__, ACCEPTED)
+    )
+
+
 # -- route_connections ----------------------------------------------------------------------------
 
 class _Frame(object):
-    """What one entered block changed and must undo."""
+    """One entered block: what it routes to, what it changed, and what it made."""
 
-    __slots__ = ("saved", "created", "used", "transaction_states", "token", "previous_routes",
-                 "previous_frames")
+    __slots__ = ("block", "per_context", "resolved", "saved", "created", "ident",
+                 "previous_routes", "active")
 
-    def __init__(self):
-        self.saved = []  # (alias, wrapper it pointed to): per-thread routing
-        self.created = []  # (factory, wrapper): disposed of on exit
-        self.used = []  # what the block routed to, for close_connections
-        self.transaction_states = []  # Django 1.2: (alias, stashed transaction state)
-        self.token = None  # per-context routing: the ContextVar token of the overlay
-        self.previous_routes = None
-        self.previous_frames = None
-
-
-def _transaction_tables():
-    """Django 1.2's module-level ``{thread: {alias: ...}}`` dicts of django.db.transaction
-    (never rebound): ``state``, ``savepoint_state`` and ``dirty``, in that order; or () on a
-    Django that keeps transaction state in the wrappers."""
-    tables = _modules.get("transaction tables")
-    if tables is None:
-        from django.db import transaction
-
-        names = ("state", "savepoint_state", "dirty")
-        tables = tuple(getattr(transaction, name, None) for name in names)
-        if not all(isinstance(table, dict) for table in tables):
-            tables = ()
-        _modules["transaction tables"] = tables
-    return tables
+    def __init__(self, block, per_context):
+        self.block = block
+        self.per_context = per_context  # routed per asyncio task (Django 3.0+), or per thread
+        self.resolved = []  # (alias, target): wrappers, or context.OwnAlias per context
+        self.saved = []  # per thread: [alias, what it pointed to before], updated on splices
+        self.created = []  # (factory, wrapper, sharing): disposed of at the end
+        self.ident = None  # per thread: the thread that resolved the alias strings
+        self.previous_routes = None  # per context: the overlay below this block
+        self.active = False  # its routing is in place (a generator's frame comes and goes)
 
 
-def _stash_transaction_state(alias):
-    """Django 1.2 keeps transaction state in django.db.transaction per thread and *alias*, not
-    per wrapper: a re-pointed alias starts the block with none, as a fresh wrapper would."""
-    tables = _transaction_tables()
-    if not tables:
-        return None
-    ident = get_ident()
-    stashed = []
-    for table in tables:
-        per_alias = table.setdefault(ident, {})
-        stashed.append((per_alias, alias in per_alias, per_alias.pop(alias, None)))
-    return stashed
+def _index(frames, frame):
+    for index in range(len(frames) - 1, -1, -1):
+        if frames[index] is frame:
+            return index
+    return None
 
 
-def _restore_transaction_state(alias, stashed):
-    for per_alias, present, value in stashed:
-        per_alias.pop(alias, None)
-        if present:
-            per_alias[alias] = value
+def _own(handler, frames, alias):
+    """The thread's own connection to ``alias``: what it pointed to before any block of the
+    thread re-pointed it."""
+    for frame in frames:
+        for saved_alias, previous in frame.saved:
+            if saved_alias == alias:
+                return previous
+    return handler[alias]
 
 
 def _routes_per_context(storage):
     """Whether routing must follow asyncio tasks: Django keeps connections (``storage``) in
     asgiref's Local (Django 3.0+), and contextvars exist (Python 3.7+). Enables the handler's
     overlay."""
-    if context.ROUTES is None or isinstance(storage, (dict, threading.local)):
+    if context.ROUTES is None or not type(storage).__module__.startswith("asgiref."):
         return False
     from connlocal_shim.backport import context_routing_enabled, enable_context_routing
 
@@ -341,23 +380,35 @@ def _routes_per_context(storage):
     return True
 
 
+def _merge(routes, resolved):
+    merged = dict(routes or {})
+    merged.update(resolved)
+    return merged
+
+
+def _report(errors, body_failed):
+    """Failures while leaving a block (closing, disposing): raised if the block itself
+    succeeded (the first; the others logged), logged if it raised (its exception goes on)."""
+    if not errors:
+        return
+    first = None if body_failed else errors[0]
+    for what, exc_info in errors[0 if body_failed else 1:]:
+        logger.error(
+            "connlocal_shim: %s failed while leaving route_connections%s", what,
+            "; the block's own exception goes on" if body_failed else "",
+            exc_info=exc_info,
+        )
+    if first is not None:
+        reraise(*first[1])
+
+
 class RouteConnections(object):
     """See route_connections: one object, both a context manager and a decorator."""
 
     def __init__(self, close_connections=False, **aliases):
-        for alias, value in aliases.items():
-            if not (
-                isinstance(value, string_types)
-                or isinstance(value, ConnectionFactory)
-                or callable(value)
-                or (hasattr(value, "cursor") and hasattr(value, "settings_dict"))
-            ):
-                raise TypeError(
-                    "connlocal_shim: route_connections(%s=...) got %s; it accepts %s"
-                    % (alias, type(value).__name__, ACCEPTED)
-                )
-        self.close_connections = bool(close_connections)
         self.aliases = sorted(aliases.items())
+        self.kinds = [value_kind(alias, value) for alias, value in self.aliases]
+        self.close_connections = bool(close_connections)
 
     def __repr__(self):
         parts = ["%s=%r" % item for item in self.aliases]
@@ -367,128 +418,175 @@ class RouteConnections(object):
 
     # -- resolving ---------------------------------------------------------------------------
 
-    def _resolve(self, handler, own, frame, shareable):
-        """Every (alias, target) of the block, before anything is re-pointed. ``own(name)``
-        gives the target an alias string stands for; factories' wrappers are made shareable
-        where the block's queries may run in other threads of its task."""
-        resolved = []
+    def _resolve(self, handler, frame, only_aliases=False):
+        """Every (alias, target) of the block, before anything is re-pointed. An alias string
+        stands for the thread's own connection; factories' wrappers are made shareable where
+        the block's queries may run in other threads of its task. ``only_aliases``: resolve
+        the alias strings again (a generator resumed in another thread), keep the rest."""
         configured = _configured(handler)
-        for alias, value in self.aliases:
+        per_context = frame.per_context
+        frames = None if per_context else THREAD_FRAMES.current()
+        previous = dict(frame.resolved)
+        resolved = []
+        for (alias, value), kind in zip(self.aliases, self.kinds):
             if alias not in configured:
                 check_alias(alias, handler)  # raises
-            if isinstance(value, string_types):
+            if only_aliases and kind is not ALIAS:
+                target = previous[alias]
+            elif kind is ALIAS:
                 if value not in configured:
                     check_alias(value, handler)  # raises
-                target = own(value)
-            elif isinstance(value, ConnectionFactory):
+                target = context.OwnAlias(value) if per_context else _own(handler, frames, value)
+            elif kind is FACTORY:
                 target = value.create()
-                sharing = (share(target),) if shareable else None
+                sharing = (share(target),) if per_context else None
                 frame.created.append((value, target, sharing))
-            elif is_wrapper(value):
+            elif kind is WRAPPER:
                 target = value
-            elif callable(value):
+            elif kind is PROXY:
+                target = handler[_proxied_alias(value, handler)]
+            else:
                 target = value()
                 if not is_wrapper(target):
                     raise TypeError(
                         "connlocal_shim: route_connections(%s=%r) called it and got %s, not a "
                         "DatabaseWrapper" % (alias, value, type(target).__name__)
                     )
-            else:
-                raise TypeError(
-                    "connlocal_shim: route_connections(%s=...) got %s; it accepts %s"
-                    % (alias, type(value).__name__, ACCEPTED)
-                )
             resolved.append((alias, target))
-        return resolved
+        frame.resolved = resolved
+        frame.ident = get_ident()
 
     # -- entering and leaving ---------------------------------------------------------------
 
     def enter(self):
         """Re-point the aliases; return {alias: wrapper} of what they now point to."""
+        frame = self.open()
+        handler = _handler()
+        return dict((alias, handler[alias]) for alias, _ in frame.resolved)
+
+    def open(self):
+        """Resolve and re-point; return the frame (for suspend(), point(), leave()...)."""
         handler = _handler()
         storage = vars(handler).get("_connections")
         _require_thread_local(storage)
-        frame = _Frame()
+        frame = _Frame(self, _routes_per_context(storage))
         try:
-            if _routes_per_context(storage):
-                return self._enter_context(handler, frame)
-            return self._enter_thread(handler, frame)
+            self._resolve(handler, frame)
+            self.point(frame)
         except BaseException:
-            self._dispose(frame)
+            _report(self._dispose(frame), body_failed=True)
             raise
-
-    def _enter_thread(self, handler, frame):
-        frames = thread_frames()
-
-        def own(alias):  # what it was before any block of this thread re-pointed it
-            for outer in frames:
-                for target, previous in outer.saved:
-                    if target == alias:
-                        return previous
-            return handler[alias]
-
-        resolved = self._resolve(handler, own, frame, shareable=False)
-        # Every value is resolved: now re-point, remembering what each alias pointed to.
-        for alias, wrapper in resolved:
-            frame.saved.append((alias, handler[alias]))
-            stashed = _stash_transaction_state(alias)
-            if stashed is not None:
-                frame.transaction_states.append((alias, stashed))
-            handler[alias] = wrapper
-            frame.used.append(wrapper)
-        frames.append(frame)
-        return dict(resolved)
-
-    def _enter_context(self, handler, frame):
-        resolved = self._resolve(handler, context.OwnAlias, frame, shareable=True)
-        frame.previous_routes = context.ROUTES.get()
-        routes = dict(frame.previous_routes or {})
-        routes.update(resolved)
-        frame.used = [target for _, target in resolved]
-        frame.token = context.ROUTES.set(routes)
-        frame.previous_frames = context.CONTEXT_FRAMES.get()
-        context.CONTEXT_FRAMES.set(frame.previous_frames + (frame,))
-        return dict((alias, handler[alias]) for alias, _ in resolved)
-
-    def exit(self):
-        """Point every alias back where it pointed before enter(), in reverse order."""
-        self.finish(self.leave())
-
-    def leave(self):
-        """The first half of exit(): undo the re-pointing; return the frame to finish."""
-        frames = context.CONTEXT_FRAMES.get() if context.CONTEXT_FRAMES is not None else ()
-        if frames:
-            frame = frames[-1]
-            try:
-                context.ROUTES.reset(frame.token)
-            except ValueError:  # left from another context than the one that entered
-                context.ROUTES.set(frame.previous_routes)
-            context.CONTEXT_FRAMES.set(frame.previous_frames)
-            return frame
-        thread_stack = thread_frames()
-        if not thread_stack:
-            raise RuntimeError("connlocal_shim: route_connections exited more often than entered")
-        frame = thread_stack.pop()
-        handler = _handler()
-        for alias, previous in reversed(frame.saved):
-            handler[alias] = previous
-        for alias, stashed in reversed(frame.transaction_states):
-            _restore_transaction_state(alias, stashed)
         return frame
 
-    def finish(self, frame):
+    def point(self, frame):
+        """Put the frame's routing in place, on top of what is routed now."""
+        if frame.per_context:
+            frame.previous_routes = context.ROUTES.get()
+            context.ROUTES.set(_merge(frame.previous_routes, frame.resolved))
+            context.CONTEXT_FRAMES.set(context.CONTEXT_FRAMES.get() + (frame,))
+        else:
+            handler = _handler()
+            frames = THREAD_FRAMES.current()
+            if frame.ident != get_ident():  # a generator resumed in another thread
+                self._resolve(handler, frame, only_aliases=True)
+            saved = []
+            try:
+                for alias, target in frame.resolved:
+                    saved.append([alias, handler[alias]])
+                    handler[alias] = target
+            except BaseException:
+                for alias, previous in reversed(saved):
+                    handler[alias] = previous
+                raise
+            frame.saved = saved
+            frames.append(frame)
+        frame.active = True
+
+    def suspend(self, frame):
+        """Take the frame's routing away, wherever the frame is among those of its thread (or
+        context): each alias gets back what it pointed to before the block, or, where a later
+        block re-pointed it too, that block will restore it when it ends."""
+        if frame.per_context:
+            frames = context.CONTEXT_FRAMES.get()
+            index = _index(frames, frame)
+            if index is None:
+                raise RuntimeError(
+                    "connlocal_shim: %r was left in another context (asyncio task) than the "
+                    "one that entered it; routing there is unchanged" % self
+                )
+            remaining = frames[:index] + frames[index + 1:]
+            routes = frame.previous_routes
+            for later in remaining[index:]:  # blocks entered after it, still open
+                later.previous_routes = routes
+                routes = _merge(routes, later.resolved)
+            context.ROUTES.set(routes)
+            context.CONTEXT_FRAMES.set(remaining)
+        else:
+            frames = THREAD_FRAMES.current()
+            index = _index(frames, frame)
+            if index is None:
+                raise RuntimeError(
+                    "connlocal_shim: %r was left in another thread than the one that entered "
+                    "it; routing there is unchanged" % self
+                )
+            handler = _handler()
+            above = frames[index + 1:]
+            for alias, previous in reversed(frame.saved):
+                for later in above:  # the nearest later block that re-pointed alias too
+                    entry = next((entry for entry in later.saved if entry[0] == alias), None)
+                    if entry is not None:
+                        entry[1] = previous
+                        break
+                else:
+                    handler[alias] = previous
+            del frames[index]
+        frame.active = False
+
+    def exit(self, body_failed=False):
+        """Point every alias back where it pointed before enter(), in reverse order."""
+        self.close_frame(self.leave(), body_failed)
+
+    def close_frame(self, frame, body_failed=False):
+        """Take the frame's routing away (if in place) and finish it."""
+        if frame.active:
+            self.suspend(frame)
+        self.finish(frame, body_failed)
+
+    def leave(self):
+        """The first half of exit(): undo the re-pointing of this block's innermost open
+        frame; return the frame to finish."""
+        frame = self._innermost_frame()
+        self.suspend(frame)
+        return frame
+
+    def _innermost_frame(self):
+        if context.CONTEXT_FRAMES is not None:
+            for frame in reversed(context.CONTEXT_FRAMES.get()):
+                if frame.block is self:
+                    return frame
+        frames = THREAD_FRAMES.peek() or ()
+        for frame in reversed(frames):
+            if frame.block is self:
+                return frame
+        raise RuntimeError(
+            "connlocal_shim: %r exited more often than entered (or in another thread or "
+            "task than the one that entered it)" % self
+        )
+
+    def finish(self, frame, body_failed=False):
         """The second half of exit(): close what the block used (close_connections) and what
-        its factories made. It talks to the database: async code runs it in sync_to_async."""
-        try:
-            if self.close_connections:
-                self._close_used(frame)
-        finally:
-            self._dispose(frame)
+        its factories made, all of it whatever fails; a failure is raised if the block
+        succeeded, logged if it raised. It talks to the database: async code runs it in
+        sync_to_async."""
+        errors = self._close_used(frame) if self.close_connections else []
+        errors.extend(self._dispose(frame))
+        _report(errors, body_failed)
 
     def _close_used(self, frame):
         handler = _handler()
         created = set(id(created_wrapper) for _, created_wrapper, _ in frame.created)
-        for target in frame.used:
+        errors = []
+        for _, target in frame.resolved:
             wrapper = handler.own(target.alias) if type(target) is context.OwnAlias else target
             if id(wrapper) in created:
                 continue  # disposed of by its factory
@@ -496,39 +594,155 @@ class RouteConnections(object):
                 continue  # another thread's shared connection: not ours to close
             if in_transaction(wrapper):
                 continue  # left open: the transaction that holds it is not this block's
-            wrapper.close()
+            try:
+                wrapper.close()
+            except Exception:
+                errors.append(("closing connections[%r]" % wrapper.alias, sys.exc_info()))
+        return errors
 
     def _dispose(self, frame):
+        errors = []
         for factory, wrapper, sharing in reversed(frame.created):
             try:
                 factory.dispose(wrapper)  # while still shared: it may run in another thread
-            finally:
-                if sharing is not None:
+            except Exception:
+                errors.append(("disposing of the connection of %r" % (factory,), sys.exc_info()))
+            if sharing is not None:
+                try:
                     unshare(wrapper, sharing[0])
+                except Exception:
+                    errors.append(("unsharing the connection of %r" % (factory,),
+                                   sys.exc_info()))
         del frame.created[:]
+        return errors
 
     def __enter__(self):
         return self.enter()
 
     def __exit__(self, exc_type, exc_value, traceback):
-        self.exit()
+        self.exit(body_failed=exc_type is not None)
         return False
 
     # -- as a decorator ---------------------------------------------------------------------
 
     def __call__(self, func):
-        if _aio is not None and _aio.is_coroutine_function(func):
-            return _aio.route_coroutine_function(self, func)
+        if isinstance(func, type) or (_ClassType is not None and isinstance(func, _ClassType)):
+            raise TypeError(
+                "connlocal_shim: route_connections decorates functions and methods, not "
+                "classes (%s): decorate its methods instead" % func.__name__
+            )
+        if not callable(func):
+            raise TypeError(
+                "connlocal_shim: route_connections decorates functions and methods, not %s"
+                % type(func).__name__
+            )
+        if _aio is not None:
+            routed = _aio.route_async_callable(self, func)
+            if routed is not None:
+                return routed
+        if inspect.isgeneratorfunction(func):
+            @wrapt.decorator
+            def routed_generator(wrapped, instance, args, kwargs):
+                return RoutedGenerator(self, wrapped(*args, **kwargs))
+
+            return routed_generator(func)
 
         @wrapt.decorator
         def routed(wrapped, instance, args, kwargs):
-            self.enter()
+            frame = self.open()
             try:
-                return wrapped(*args, **kwargs)
-            finally:
-                self.exit()
+                result = wrapped(*args, **kwargs)
+            except BaseException:
+                self.close_frame(frame, body_failed=True)
+                raise
+            self.close_frame(frame)
+            return self.routed_result(result)
 
         return routed(func)
+
+    def routed_result(self, result):
+        """A call that returned a generator (or a coroutine, or an async generator) has run
+        none of its code yet: route that code where it runs."""
+        if isinstance(result, types.GeneratorType):
+            return RoutedGenerator(self, result)
+        if _aio is not None:
+            return _aio.routed_result(self, result)
+        return result
+
+
+try:  # Python 2's old-style classes
+    _ClassType = types.ClassType
+except AttributeError:
+    _ClassType = None
+
+
+class RoutedGenerator(object):
+    """A generator whose code runs with a block's routing: each step puts the routing in place
+    and takes it away again, so that between steps the consumer keeps its own; the block's
+    connections (a factory's) last for the whole iteration and are disposed of at its end."""
+
+    def __init__(self, route, generator):
+        self._route = route
+        self._generator = generator
+        self._frame = None
+        self._done = False
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        return self._step(self._generator.send, None)
+
+    next = __next__  # Python 2
+
+    def send(self, value):
+        return self._step(self._generator.send, value)
+
+    def throw(self, *args):
+        return self._step(self._generator.throw, *args)
+
+    def close(self):
+        if self._done:
+            return
+        self._done = True
+        if self._frame is None:  # never started: none of its code ran, none will
+            self._generator.close()
+            return
+        self._route.point(self._frame)  # its finally blocks run routed
+        try:
+            self._generator.close()
+        except BaseException:
+            self._route.close_frame(self._frame, body_failed=True)
+            raise
+        self._route.close_frame(self._frame)
+
+    def _step(self, method, *args):
+        if self._done:
+            return method(*args)
+        route = self._route
+        if self._frame is None:
+            self._frame = route.open()
+        else:
+            route.point(self._frame)
+        try:
+            value = method(*args)
+        except BaseException as error:
+            self._done = True
+            finished = isinstance(error, (StopIteration, GeneratorExit))
+            route.close_frame(self._frame, body_failed=not finished)
+            raise
+        route.suspend(self._frame)
+        return value
+
+    def __del__(self):
+        if self._frame is not None and not self._done:
+            self.close()  # its finally blocks run routed, its connections are disposed of
+
+    def __getattr__(self, name):  # gi_frame, gi_running, gi_code...
+        return getattr(self._generator, name)
+
+    def __repr__(self):
+        return "<%r of %r>" % (self._route, self._generator)
 
 
 if sys.version_info >= (3, 5):
@@ -548,7 +762,8 @@ def route_connections(close_connections=False, **aliases):
 
     - an alias string: the current thread's own connection to that database as configured in
       settings, never one an outer block re-pointed;
-    - a DatabaseWrapper, for example one another thread shares with ``shared_connection()``;
+    - a DatabaseWrapper, for example one another thread shares with ``shared_connection()``,
+      or ``django.db.connection`` (what the default alias serves at entry);
     - a connection factory such as ``separate_connection("master")``, called on entry, whose
       connection is closed on exit.
 
@@ -557,11 +772,15 @@ def route_connections(close_connections=False, **aliases):
         with route_connections(default="other", other="default"):
             ...
 
-    On exit, normal or by exception, every alias points where it pointed before.
-    ``close_connections=True`` also closes the connections the block used, except one still
-    inside a transaction or atomic block (it stays open for whoever opened that transaction)
-    and one that belongs to another thread. An unknown alias raises ConnectionDoesNotExist on
-    entry, and nothing is re-pointed::
+    On exit, normal or by exception, every alias points where it pointed before (blocks left
+    out of order each undo their own part). ``close_connections=True`` also closes the
+    connections the block used, except one still inside a transaction or atomic block (it
+    stays open for whoever opened that transaction) and one that belongs to another thread. An
+    unknown alias raises ConnectionDoesNotExist on entry, and nothing is re-pointed.
+
+    As a decorator it routes whatever the function runs: a plain function's call, a generator's
+    whole iteration (each step routed, the consumer's code between steps not), a coroutine
+    function's or an async generator's code::
 
         @route_connections(default="master")
         def edit(request):
