@@ -105,3 +105,46 @@ async def separate_connection_in_a_task(route_connections, separate_connection):
         used = await sync_to_async(query)()
         separate = routed["default"]
     return used is separate, separate.alias, separate.connection is None
+
+
+async def _alias_seen(per_task):
+    """What the ORM side sees as 'default' now: through sync_to_async where connections are
+    per task (asgiref), in the loop's own thread otherwise."""
+    from django.db import connections
+
+    if per_task:
+        from asgiref.sync import sync_to_async
+
+        return await sync_to_async(lambda: connections["default"].alias)()
+    return connections["default"].alias
+
+
+async def async_generator_steps(route_connections, per_task):
+    """A decorated async generator: each step routed, the consumer between steps not."""
+
+    @route_connections(default="other")
+    async def stream():
+        for _ in range(2):
+            yield await _alias_seen(per_task)
+
+    between = []
+    inside = []
+    async for alias in stream():
+        inside.append(alias)
+        between.append(await _alias_seen(per_task))
+    return inside, between
+
+
+class AsyncView(object):
+    """An object whose __call__ is a coroutine function (as class-based async views are)."""
+
+    def __init__(self, per_task):
+        self.per_task = per_task
+
+    async def __call__(self, answer):
+        await asyncio.sleep(0)
+        return await _alias_seen(self.per_task), answer
+
+
+def decorated_async_callable(route_connections, per_task):
+    return route_connections(default="memory")(AsyncView(per_task))

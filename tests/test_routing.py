@@ -1,5 +1,6 @@
 """route_connections, separate_connection and shared_connection on every Django (routing.py)."""
 import inspect
+import sys
 import threading
 
 import pytest
@@ -353,6 +354,204 @@ def test_without_the_backport_routing_says_how_to_install_it():
     assert "INSTALLED_APPS" in out
 
 
+# -- what a decorator routes: the whole run of generators and async callables ---------------------
+
+def test_a_decorated_generator_function_is_routed_for_each_step_of_its_iteration():
+    handler = connections()
+    own = handler["default"]
+    seen = []
+
+    @route_connections(default="other")
+    def stream(count):
+        for index in range(count):
+            seen.append(handler["default"].alias)
+            yield index
+
+    iterator = stream(3)
+    assert seen == [], "creating the generator runs none of its code"
+    assert next(iterator) == 0
+    assert handler["default"] is own, "the consumer between steps keeps its own routing"
+    assert list(iterator) == [1, 2]
+    assert seen == ["other", "other", "other"]
+    assert handler["default"] is own
+
+
+def test_a_function_that_returns_a_generator_is_routed_where_the_generator_runs():
+    handler = connections()
+
+    @route_connections(default="memory")
+    def rows():
+        return (handler["default"].alias for _ in range(2))
+
+    assert list(rows()) == ["memory", "memory"]
+    assert handler["default"].alias == "default"
+
+
+def test_a_generators_separate_connection_lasts_its_iteration_and_closes_at_its_end():
+    handler = connections()
+    made = []
+
+    @route_connections(default=routing.separate_connection("other"))
+    def stream():
+        for index in range(3):
+            wrapper = handler["default"]
+            made.append(wrapper)
+            support.query(wrapper, "SELECT 1")
+            yield index
+
+    iterator = stream()
+    next(iterator)
+    next(iterator)
+    assert made[0] is made[1] and made[0].connection is not None, "one connection throughout"
+    iterator.close()  # ended early: its connection is disposed of all the same
+    assert made[0].connection is None
+    assert handler["default"].alias == "default"
+
+
+def test_decorating_a_class_is_refused_saying_what_to_decorate():
+    class View(object):
+        pass
+
+    with pytest.raises(TypeError) as raised:
+        route_connections(default="other")(View)
+    assert "not classes" in str(raised.value) and "View" in str(raised.value)
+
+
+# -- blocks left out of order -----------------------------------------------------------------------
+
+def test_a_block_left_after_an_inner_one_undoes_only_its_own_routing():
+    # A generator holding a route inside a separate_connection block, closed after that block
+    # ended: each block leaves its own frame.
+    handler = connections()
+    own = handler["default"]
+
+    def holder():
+        with route_connections(default="other"):
+            yield handler["default"].alias
+            yield handler["default"].alias
+
+    iterator = holder()
+    with route_connections(default=routing.separate_connection("default")) as routed:
+        separate = routed["default"]
+        support.query(separate, "SELECT 1")
+        assert next(iterator) == "other"  # the generator's block opens inside this one
+        assert separate.connection is not None, "an inner block must not dispose of it"
+    assert separate.connection is None, "its own block's end disposes of it"
+    assert handler["default"].alias == "other", "the generator's block is still open"
+    assert next(iterator) == "other"
+    iterator.close()
+    assert handler["default"] is own
+
+
+def test_a_block_left_in_another_thread_is_refused_and_changes_nothing():
+    handler = connections()
+    own = handler["default"]
+    block = route_connections(default="other")
+    block.__enter__()
+    try:
+        with pytest.raises(RuntimeError) as raised:
+            in_thread(block.__exit__, None, None, None)
+        assert "another thread" in str(raised.value)
+        assert handler["default"].alias == "other"
+    finally:
+        block.__exit__(None, None, None)
+    assert handler["default"] is own
+
+
+# -- django.db.connection as a value ----------------------------------------------------------------
+
+def test_django_db_connection_routes_to_the_threads_current_default_wrapper():
+    from django.db import connection
+
+    handler = connections()
+    with route_connections(other=connection) as routed:
+        assert routed["other"] is handler["default"]
+        assert handler["other"] is handler["default"]
+    with route_connections(default="memory"):
+        with route_connections(other=connection):
+            assert handler["other"].alias == "memory", "what the default alias serves now"
+    assert handler["other"].alias == "other"
+
+
+# -- a factory that fails to dispose of its connection -------------------------------------------
+
+class FailingToDispose(routing.SeparateConnection):
+    def dispose(self, wrapper):
+        routing.SeparateConnection.dispose(self, wrapper)
+        raise IOError("disk gone while closing")
+
+
+class Recorded(object):
+    def __init__(self):
+        import logging
+
+        self.records = []
+        self.handler = logging.Handler()
+        self.handler.emit = self.records.append
+        self.logger = logging.getLogger("connlocal_shim")
+
+    def __enter__(self):
+        self.logger.addHandler(self.handler)
+        return self.records
+
+    def __exit__(self, *exc_info):
+        self.logger.removeHandler(self.handler)
+
+
+def test_a_failing_dispose_leaves_the_others_disposed_and_the_blocks_exception_as_it_was():
+    made = {}
+
+    with Recorded() as records:
+        with pytest.raises(KeyError) as raised:
+            with route_connections(
+                default=FailingToDispose("default"), other=routing.separate_connection("other")
+            ) as routed:
+                made.update(routed)
+                for wrapper in routed.values():
+                    support.query(wrapper, "SELECT 1")
+                raise KeyError("the view's own error")
+    assert raised.value.args == ("the view's own error",)
+    assert made["other"].connection is None and made["default"].connection is None
+    assert any(
+        "disposing" in record.getMessage() and record.exc_info for record in records
+    ), "a dispose failure must be reported, not hidden"
+    assert connections()["default"].alias == "default"
+
+
+def test_a_failing_dispose_is_raised_when_the_block_itself_succeeded():
+    made = {}
+    with pytest.raises(IOError) as raised:
+        with route_connections(
+            default=FailingToDispose("default"), other=routing.separate_connection("other")
+        ) as routed:
+            made.update(routed)
+            support.query(routed["other"], "SELECT 1")
+    assert "disk gone" in str(raised.value)
+    assert made["other"].connection is None, "the other factory's connection is disposed of"
+    assert connections()["other"].alias == "other"
+
+
+# -- hashing ---------------------------------------------------------------------------------------
+
+@pytest.mark.skipif(
+    FEATURES.connection_proxy != "missing",
+    reason="django.db.connection is Django's own proxy here (connlocal_shim leaves it as it is)",
+)
+def test_django_db_connection_hashes_as_itself_not_as_the_wrapper_it_stands_for():
+    # README, "Limits worth knowing": equal to connections["default"], a hash of its own
+    # (stable across threads and routing, as a dict key must be), so not "in" a set of wrappers.
+    from django.db import connection
+
+    handler = connections()
+    mine = hash(connection)
+    assert in_thread(hash, connection) == mine
+    with route_connections(default="other"):
+        assert hash(connection) == mine
+    assert connection == handler["default"]
+    assert connection not in set([handler["default"]])
+    assert connection in set([connection])
+
+
 # -- async ----------------------------------------------------------------------------------------
 
 PER_TASK = FEATURES.async_local
@@ -390,6 +589,25 @@ def test_decorating_a_coroutine_function_keeps_it_one():
     assert view.__name__ == "view" and view.__doc__ == "An async view."
     assert str(inspect.signature(view)) == "(answer=42)"
     assert async_cases.run(view(answer=7)) == ("other", 7)
+    assert connections()["default"].alias == "default"
+
+
+@requires_async_def
+def test_a_decorated_async_generator_is_routed_for_each_step():
+    if sys.version_info < (3, 6):
+        pytest.skip("no async generators on this Python")
+    inside, between = async_cases.run(
+        async_cases.async_generator_steps(route_connections, PER_TASK)
+    )
+    assert inside == ["other", "other"]
+    assert between == ["default", "default"]
+    assert connections()["default"].alias == "default"
+
+
+@requires_async_def
+def test_an_object_with_an_async_call_is_routed_for_its_whole_call():
+    view = async_cases.decorated_async_callable(route_connections, PER_TASK)
+    assert async_cases.run(view(answer=3)) == ("memory", 3)
     assert connections()["default"].alias == "default"
 
 

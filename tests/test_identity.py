@@ -1,0 +1,65 @@
+"""What "the current thread" means, looked up when needed, and per-thread values freed as the
+thread ends (identity.py)."""
+import threading
+
+from connlocal_shim.identity import PerThread, get_ident
+from support import in_thread
+
+
+def test_each_thread_gets_its_own_value_made_on_first_use():
+    made = []
+    values = PerThread(lambda: made.append(1) or [])
+    mine = values.current()
+    mine.append("here")
+    theirs = in_thread(values.current)
+    assert theirs == [] and theirs is not mine
+    assert values.current() is mine and len(made) == 2
+    assert values.peek() is mine and in_thread(values.peek) is None
+
+
+def test_a_threads_value_is_dropped_and_reported_when_the_thread_ends():
+    ended = []
+    gone = threading.Event()
+
+    def on_end(ident, value):
+        ended.append((ident, value))
+        gone.set()
+
+    values = PerThread(dict, on_end)
+
+    def use():
+        values.current()["x"] = 1
+        return get_ident()
+
+    ident = in_thread(use)
+    assert gone.wait(10), "the thread's end was not seen"
+    assert ended == [(ident, {"x": 1})]
+    assert ident not in values.by_ident
+
+
+def test_a_retired_per_thread_reports_no_end():
+    ended = []
+    values = PerThread(dict, lambda ident, value: ended.append(ident))
+    values.retired = True
+    ident = in_thread(lambda: values.current() and get_ident() or get_ident())
+    # The value is dropped all the same; nothing is reported.
+    for _ in range(1000):
+        if ident not in values.by_ident:
+            break
+        threading.Event().wait(0.01)
+    assert ident not in values.by_ident and ended == []
+
+
+def test_the_identity_is_read_at_each_call():
+    # gevent and eventlet replace thread.get_ident when they patch; a value bound at import
+    # would miss a patch applied later.
+    from connlocal_shim import identity
+
+    module = identity.thread_module()
+    original = module.get_ident
+    module.get_ident = lambda: "a greenlet"
+    try:
+        assert get_ident() == "a greenlet"
+    finally:
+        module.get_ident = original
+    assert get_ident() == original()
