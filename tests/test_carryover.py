@@ -77,5 +77,5 @@ def test_descriptors_partials_and_wrapt_wrappers_are_copied_around_what_they_hol
     assert prop.fget(None) is Rebuilt
     partial = translate(functools.partial(returns_original, Original))
     assert partial.args == (Rebuilt,)
-    wrapper = translate(wrapt.FunctionWrapper(returns_original, lambda w, i, a, k: (w(), Original)))
+    wrapper = translate(wrapt.FunctionWrapper(returns_original, lambda w, i, a, k: (w(), cls)))
     assert type(wrapper) is wrapt.FunctionWrapper and wrapper() == (Rebuilt, Rebuilt)
