@@ -265,7 +265,15 @@ class Installation(object):
         if original is None or alias in adopted or not isinstance(wrapper, rebuilt_base or ()):
             return  # nothing to take over, or a threading.local wrapper that keeps its own
         adopted.add(alias)
-        self.take_over(original, wrapper)
+        if self.old_state_follows_identity():
+            self.take_over(original, wrapper)
+
+    def old_state_follows_identity(self):
+        """Whether an old wrapper's per-thread state is the current identity's: its
+        threading.local is the one in use now. Not once gevent or eventlet patched threading
+        after Django was imported: the old state is then the OS thread's, which its greenlets
+        would share (each starts afresh instead)."""
+        return threading.local is self.features.targets.local_base
 
     def take_over(self, old, wrapper):
         """``wrapper`` (a rebuilt class's) gets the current thread's state of ``old`` (an
@@ -288,10 +296,13 @@ class Installation(object):
         or by a call under way as install() came) stored into the thread's connections: the
         handler keeps a rebuilt wrapper sharing the thread's state of it instead, so that the
         rebuilt classes' methods (and super()) accept it."""
+        new_class = self.rebuilder.rebuild(type(old))
+        if not self.old_state_follows_identity():  # see there: a fresh one for this greenlet
+            state = vars(old)
+            return new_class(state["settings_dict"], state["alias"])
         state = self.thread_state_of(old)
         stand_in = state.get(STAND_IN)
         if stand_in is None:
-            new_class = self.rebuilder.rebuild(type(old))
             stand_in = new_class.__new__(new_class)
             if self.rebuilder.guarded:
                 stand_in._thread_ident = get_ident()

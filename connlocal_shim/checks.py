@@ -2,7 +2,8 @@
 
 - ``connlocal_shim.E001`` (Error): settings.CONNLOCAL_SHIM is not usable by the pinning
   middleware, which is installed (or the setting is set);
-- ``connlocal_shim.W001`` (Warning): install() refused to patch an unknown database layer;
+- ``connlocal_shim.W001`` (Warning): install() refused to patch an unknown database layer, or
+  failed and undid what it had done;
 - ``connlocal_shim.I001`` (Info): this Django has thread-local connections natively, the
   backport patches nothing (silence it with ``SILENCED_SYSTEM_CHECKS``).
 
@@ -37,19 +38,19 @@ def check_pinning_settings(app_configs=None, **kwargs):
 
 
 def check_install_refused(app_configs=None, **kwargs):
-    """connlocal_shim.W001: install() found a database layer it does not know and patched
-    nothing (it also issued a ConnlocalShimWarning and logged a warning)."""
+    """connlocal_shim.W001: install() found a database layer it does not know, or failed, and
+    patched nothing (it also issued a ConnlocalShimWarning and logged it)."""
     from connlocal_shim.backport import status
 
     refused = status()["refused"]
     if not refused:
         return []
     return [checks.Warning(
-        "connlocal_shim left Django unpatched: its database layer is not one the backport "
-        "knows (%s)" % refused,
+        "connlocal_shim left Django unpatched: %s" % refused,
         hint="Something replaced django.db.connections or its wrappers before connlocal_shim "
-        "installed, or this Django's layout is new to it; it changed nothing. Run manage.py "
-        "connlocal_status to see what it found, and report it with your Django version.",
+        "installed, this Django's layout is new to it, or patching failed (the traceback is "
+        "on the connlocal_shim logger); it changed nothing. Run manage.py connlocal_status to "
+        "see what it found, and report it with your Django version.",
         id="connlocal_shim.W001",
     )]
 

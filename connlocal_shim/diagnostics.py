@@ -142,6 +142,8 @@ def format_report(data):
     else:
         lines.append("  none (%s)" % (
             "nothing to rebuild" if data["installed"] else "not installed"))
+    for unrebuilt in data.get("unrebuilt_classes") or ():
+        lines.append("  NOT REBUILT (stays a threading.local wrapper): %s" % unrebuilt)
 
     lines += ["", "Captured connection references redirected to the current thread's "
                   "connections[alias]:"]

@@ -38,14 +38,21 @@ def _local_base(target):
     return None
 
 
+# object's own __class__ setter: it checks only that the layouts agree, and applies to objects
+# whose type refuses object.__setattr__ (a threading.local, gevent's compiled local) or whose
+# __setattr__ forwards (a redirected wrapper).
+_CLASS_SETTER = object.__dict__["__class__"].__set__
+
+
 def _assign(target, name, value):
+    if name == "__class__" and not isinstance(target, type):
+        _CLASS_SETTER(target, value)
+        return
     local = _local_base(target)
     if local is not None:
         # A DatabaseWrapper of Django 1.2/1.3 is a threading.local, and once redirected its own
         # __setattr__ forwards to the current thread's wrapper: go to local's own slot.
         local.__setattr__(target, name, value)
-    elif name == "__class__":
-        object.__setattr__(target, name, value)
     else:
         setattr(target, name, value)
 
