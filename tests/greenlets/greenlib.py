@@ -97,3 +97,19 @@ def load(name):
     if name == "eventlet":
         return Eventlet()
     raise ValueError("greenlib: no greenlet library %r (known: %s)" % (name, ", ".join(LIBRARIES)))
+
+
+def require(module, package):
+    """In a test: skip, saying what to install, when ``module`` cannot be imported; fail instead
+    where CI requires the greenlet libraries (CONNLOCAL_SHIM_REQUIRE_GREENLETS=1)."""
+    import os
+
+    import pytest
+
+    try:
+        __import__(module)
+    except ImportError as error:
+        reason = "no %s (%s): pip install %s" % (module, error, package)
+        if os.environ.get("CONNLOCAL_SHIM_REQUIRE_GREENLETS") == "1":
+            pytest.fail("CONNLOCAL_SHIM_REQUIRE_GREENLETS=1 and " + reason, pytrace=False)
+        pytest.skip(reason)

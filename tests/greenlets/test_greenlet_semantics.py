@@ -177,6 +177,7 @@ def judge(result):
 @pytest.mark.parametrize("order", ["before", "after"], ids=["patched-first", "patched-after"])
 @pytest.mark.parametrize("library", greenlib.LIBRARIES)
 def test_greenlets_are_threads(library, order, database):
+    greenlib.require(library, library)
     result, finished = run_scenario(library, order, database)
     problems = judge(result)
     assert not problems, "%s, patched %s install, on %s: %d problems:\n%s\n\nscenario: %s" % (

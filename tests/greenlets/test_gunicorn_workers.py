@@ -28,6 +28,7 @@ import time
 
 import pytest
 
+import greenlib
 import gunicorn_server
 import loadclient
 import pgwatch
@@ -243,6 +244,8 @@ def check_rows(site, results, problem):
 def test_gunicorn_greenlet_worker_under_load(worker_class, preload, database, workdir, figures):
     import django
 
+    greenlib.require(worker_class, worker_class)
+    greenlib.require("gunicorn", "gunicorn")
     problems = []
     problem = problems.append
     report = figures.add
