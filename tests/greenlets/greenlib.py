@@ -102,14 +102,18 @@ def load(name):
 def require(module, package):
     """In a test: skip, saying what to install, when ``module`` cannot be imported; fail instead
     where CI requires the greenlet libraries (CONNLOCAL_SHIM_REQUIRE_GREENLETS=1)."""
+    try:
+        __import__(module)
+    except ImportError as error:
+        missing("no %s (%s): pip install %s" % (module, error, package))
+
+
+def missing(reason):
+    """Skip the test for ``reason``, or fail it where CI requires what is missing."""
     import os
 
     import pytest
 
-    try:
-        __import__(module)
-    except ImportError as error:
-        reason = "no %s (%s): pip install %s" % (module, error, package)
-        if os.environ.get("CONNLOCAL_SHIM_REQUIRE_GREENLETS") == "1":
-            pytest.fail("CONNLOCAL_SHIM_REQUIRE_GREENLETS=1 and " + reason, pytrace=False)
-        pytest.skip(reason)
+    if os.environ.get("CONNLOCAL_SHIM_REQUIRE_GREENLETS") == "1":
+        pytest.fail("CONNLOCAL_SHIM_REQUIRE_GREENLETS=1 and " + reason, pytrace=False)
+    pytest.skip(reason)
