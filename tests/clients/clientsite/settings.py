@@ -44,4 +44,7 @@ INTERNAL_IPS = ("127.0.0.1",)
 DEBUG_TOOLBAR_CONFIG = {"INTERCEPT_REDIRECTS": False}
 SOUTH_TESTS_MIGRATE = True  # South's test runner builds the test database by migrating
 SECRET_KEY = "connlocal-shim-clients"
+# django-liveserver serves static and media files beside the site (StaticFilesHandler).
+STATIC_URL = "/static/"
+MEDIA_URL = "/media/"
 ROOT_URLCONF = "urls"
