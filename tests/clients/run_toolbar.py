@@ -23,6 +23,15 @@ NAMES = ["main-first"] + ["concurrent-%d" % number for number in range(PARTIES)]
 QUERIES = re.compile(r"(\d+) quer(?:y|ies) in ")
 
 
+def sql_panel(content):
+    """The SQL panel's part of a page: its queries, each with its parameters."""
+    start = content.find('id="djDebugSQLPanel"')
+    if start < 0:
+        return ""
+    end = content.find('id="djDebug', start + 1)
+    return content[start:end if end > 0 else len(content)]
+
+
 def browse(name, meet, requests):
     record = requests[name] = {"thread": threading.current_thread().name}
     try:
@@ -30,7 +39,9 @@ def browse(name, meet, requests):
         content = response.content.decode("utf-8", "replace")
         record["status"] = response.status_code
         record["toolbar"] = "djDebug" in content
-        record["markers"] = sorted(other for other in NAMES if (other + "-a") in content)
+        panel = sql_panel(content)
+        record["markers"] = sorted(
+            other for other in NAMES if (other + "-a") in panel and (other + "-b") in panel)
         counts = QUERIES.findall(content)
         record["queries"] = int(counts[0]) if counts else None
     except Exception as error:
