@@ -32,8 +32,11 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 APPLICATION_NAME = "connlocal-green-site"  # greenproject.settings.APPLICATION_NAME
 REQUESTS = int(os.environ.get("CONNLOCAL_GREEN_REQUESTS", "240"))
 CLIENTS = 20
-LOAD_DEADLINE = 60  # seconds: a normal run takes a few; a hung server is given up on
-IDLE_TIMEOUT = 20  # seconds for the site's connections to go once the load has ended
+LOAD_DEADLINE = 45  # seconds: a normal run takes a few; a hung server is given up on
+# gunicorn --graceful-timeout of the worker runs: once stopped, a worker whose greenlets hang
+# (on a connection they share) is killed after this.
+GRACEFUL_TIMEOUT = 10
+IDLE_TIMEOUT = 10  # seconds for the site's connections to go once the load has ended
 KINDS = (("read", 35), ("write", 30), ("fail", 15), ("log", 20))  # paths: loadclient.METHODS
 
 PG_SCHEMA = (

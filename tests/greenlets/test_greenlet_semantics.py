@@ -23,7 +23,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 SCENARIO = os.path.join(HERE, "scenario.py")
 # A scenario takes a few seconds. Greenlets that wait for one DB-API connection can block the
 # whole OS thread (psycopg2's connection lock under eventlet): then only this timeout ends it.
-TIMEOUT = 60
+TIMEOUT = 45
 SHARING_REFUSED = "can only be used in that same thread"
 PARTS = ("own", "transactions", "sharing", "left_open")
 

@@ -56,7 +56,7 @@ def test_gunicorn_greenlet_worker_under_load(worker_class, preload, database, wo
     server = gunicorn_server.GunicornServer(
         "greenproject.wsgi:application", site.env(), os.path.join(workdir, "gunicorn.log"),
         worker_class=worker_class, connections=GREENLETS, preload=preload, chdir=HERE,
-        ready_timeout=30,
+        ready_timeout=30, graceful_timeout=greenload.GRACEFUL_TIMEOUT,
     )
     problems = greenload.serve_and_judge(server, site, figures, label)
     assert not problems, "%s on %s: %d problems:\n%s" % (

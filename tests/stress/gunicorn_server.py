@@ -50,7 +50,8 @@ PR_SET_PDEATHSIG = 1
 
 class GunicornServer(object):
     def __init__(self, app, env, log_path, workers=1, threads=16, ready_timeout=90,
-                 worker_class="gthread", connections=None, preload=False, chdir=HERE):
+                 worker_class="gthread", connections=None, preload=False, chdir=HERE,
+                 graceful_timeout=60):
         self.app = app
         self.env = env
         self.log_path = log_path
@@ -60,6 +61,7 @@ class GunicornServer(object):
         self.connections = connections if connections is not None else threads
         self.preload = preload  # --preload: the master imports the app before forking
         self.chdir = chdir
+        self.graceful_timeout = graceful_timeout  # for the workers to finish, once stopped
         self.ready_timeout = ready_timeout
         self.process = None
         self.url = None
@@ -78,7 +80,7 @@ class GunicornServer(object):
             "--chdir", self.chdir,
             # A request may wait for the PostgreSQL server restarting: far below this.
             "--timeout", "120",
-            "--graceful-timeout", "60",
+            "--graceful-timeout", str(self.graceful_timeout),
             "--log-level", "warning",
             "--error-logfile", "-",
             self.app,
