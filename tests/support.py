@@ -316,6 +316,56 @@ def run_python(code, expect_ok=True):
     return out, err, process.returncode
 
 
+class Finished(object):
+    """What run_process() saw: ``out`` and ``err`` (text), ``returncode``, and ``timed_out``."""
+
+    def __init__(self, command, out, err, returncode, timed_out, timeout):
+        self.command, self.out, self.err = command, out, err
+        self.returncode, self.timed_out, self.timeout = returncode, timed_out, timeout
+
+    def describe(self):
+        """The command, how it ended and its output, for an assertion message."""
+        how = ("killed after %ss (it hung)" % self.timeout) if self.timed_out \
+            else "exit status %s" % self.returncode
+        return "%s: %s\n--- stdout:\n%s\n--- stderr:\n%s" % (
+            " ".join(self.command), how, self.out[-6000:], self.err[-6000:])
+
+
+def run_process(command, timeout, env=None, cwd=HERE):
+    """Run ``command`` (a list) as a site's process starts, with the tests directory on
+    PYTHONPATH and ``env`` added to this environment, and return a Finished. A process still
+    running after ``timeout`` seconds is killed with its whole process group (``timed_out``):
+    a hang is a failure of the test, never a hung run."""
+    full_env = dict(os.environ)
+    full_env["PYTHONPATH"] = os.pathsep.join(
+        [HERE] + [p for p in [full_env.get("PYTHONPATH")] if p])
+    full_env.update(env or {})
+    process = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=full_env, cwd=cwd,
+        preexec_fn=os.setsid,
+    )
+    timed_out = []
+
+    def kill():
+        timed_out.append(True)
+        try:
+            os.killpg(process.pid, 9)
+        except OSError:
+            pass  # ended meanwhile
+
+    timer = threading.Timer(timeout, kill)
+    timer.daemon = True
+    timer.start()
+    try:
+        out, err = process.communicate()
+    finally:
+        timer.cancel()
+    return Finished(
+        list(command), out.decode("utf-8", "replace"), err.decode("utf-8", "replace"),
+        process.returncode, bool(timed_out), timeout,
+    )
+
+
 def commit(alias="default"):
     """Commit what the current thread wrote through ``alias``, on any Django: before Django 1.6
     writes outside a managed transaction are committed by commit_unless_managed(), since 1.6

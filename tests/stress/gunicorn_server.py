@@ -1,8 +1,10 @@
-"""gunicorn as a site runs it: its gthread worker (a pool of threads per worker process),
-started by the test as a subprocess on a free port of 127.0.0.1 and stopped by it.
+"""gunicorn as a site runs it: its gthread worker (a pool of threads per worker process), or its
+gevent / eventlet worker (a greenlet per connection, at most ``connections`` at once), started
+by the test as a subprocess on a free port of 127.0.0.1 and stopped by it.
 
-    with GunicornServer("stressproject.wsgi:application", env, threads=16) as server:
+    with GunicornServer("stressproject.wsgi:application", env, log, threads=16) as server:
         server.url    # http://127.0.0.1:PORT
+    GunicornServer(app, env, log, worker_class="gevent", connections=16, preload=True)
 """
 import os
 import signal
@@ -47,27 +49,38 @@ PR_SET_PDEATHSIG = 1
 
 
 class GunicornServer(object):
-    def __init__(self, app, env, log_path, workers=1, threads=16, ready_timeout=90):
+    def __init__(self, app, env, log_path, workers=1, threads=16, ready_timeout=90,
+                 worker_class="gthread", connections=None, preload=False, chdir=HERE,
+                 graceful_timeout=60):
         self.app = app
         self.env = env
         self.log_path = log_path
         self.workers = workers
         self.threads = threads
+        self.worker_class = worker_class
+        self.connections = connections if connections is not None else threads
+        self.preload = preload  # --preload: the master imports the app before forking
+        self.chdir = chdir
+        self.graceful_timeout = graceful_timeout  # for the workers to finish, once stopped
         self.ready_timeout = ready_timeout
         self.process = None
         self.url = None
 
     def command(self, port):
+        if self.worker_class == "gthread":
+            concurrency = ["--threads", str(self.threads)]
+        else:  # gevent, eventlet: one greenlet per client connection
+            concurrency = ["--worker-connections", str(self.connections)]
         return [
             sys.executable, "-c", RUN_GUNICORN,
             "--bind", "%s:%d" % (pg_cluster.HOST, port),
-            "--worker-class", "gthread",
+            "--worker-class", self.worker_class,
             "--workers", str(self.workers),
-            "--threads", str(self.threads),
-            "--chdir", HERE,
+        ] + concurrency + (["--preload"] if self.preload else []) + [
+            "--chdir", self.chdir,
             # A request may wait for the PostgreSQL server restarting: far below this.
             "--timeout", "120",
-            "--graceful-timeout", "60",
+            "--graceful-timeout", str(self.graceful_timeout),
             "--log-level", "warning",
             "--error-logfile", "-",
             self.app,
@@ -80,7 +93,7 @@ class GunicornServer(object):
             try:
                 self.process = subprocess.Popen(
                     self.command(port), stdout=log, stderr=subprocess.STDOUT, env=self.env,
-                    cwd=HERE, preexec_fn=_own_session_ended_with_parent,
+                    cwd=self.chdir, preexec_fn=_own_session_ended_with_parent,
                 )
             finally:
                 log.close()

@@ -1,5 +1,6 @@
-"""A legacy site under load, on the server such sites deploy on: gunicorn's gthread worker, 16
-threads in one process, serving the stress project (stressproject/) from this process's
+"""A legacy site under load, on the servers such sites deploy on: gunicorn's gthread worker, 16
+threads in one process, and its gevent worker, 16 greenlets at once (GEVENT_REQUESTS requests,
+the views yielding to the other greenlets in the middle of their transactions), serving the stress project (stressproject/) from this process's
 throwaway PostgreSQL cluster, while a pool of client threads sends a few thousand requests:
 reads, writes in transactions (routed to master by ConnectionPinningMiddleware), requests that
 raise mid-transaction, and requests that log through separate_connection. Mid-run, the test
@@ -34,6 +35,12 @@ WORKERS = 1
 THREADS = int(os.environ.get("CONNLOCAL_STRESS_THREADS", "16"))
 REQUESTS = int(os.environ.get("CONNLOCAL_STRESS_REQUESTS", "4000"))
 CLIENTS = THREADS + 8  # more clients than threads: every thread stays busy
+# Under -k gevent: fewer requests (CI's time), and the views yield in the middle of each write
+# transaction (stressproject/views.py), as psycopg2 does not yield to other greenlets itself.
+WORKER_CLASSES = ("gthread", "gevent")
+GEVENT_REQUESTS = int(os.environ.get("CONNLOCAL_STRESS_GEVENT_REQUESTS", "1000"))
+GEVENT_YIELD_SECONDS = "0.002"
+REQUIRE_GREENLETS = os.environ.get("CONNLOCAL_SHIM_REQUIRE_GREENLETS") == "1"
 LOAD_DEADLINE = 420  # seconds: the load stops by itself then, and the test fails
 # The most server connections one thread holds at once: a writing request's own connection to
 # master and the separate one its audit row goes through (reads use "default", the replica).
@@ -68,8 +75,9 @@ def server_log():
     shutil.rmtree(directory, True)
 
 
-def server_env():
-    """gunicorn's environment: this one, with the cluster's address for stressproject.settings."""
+def server_env(worker_class="gthread"):
+    """gunicorn's environment: this one, with the cluster's address for stressproject.settings
+    (and, under gevent, the views' yield)."""
     from django.db import connections
 
     master = connections["pg_master"].settings_dict
@@ -82,7 +90,23 @@ def server_env():
         CONNLOCAL_STRESS_PG_USER=master["USER"],
         PYTHONPATH=HERE,
     )
+    env.pop("CONNLOCAL_STRESS_YIELD_SECONDS", None)
+    if worker_class != "gthread":
+        env["CONNLOCAL_STRESS_YIELD_SECONDS"] = GEVENT_YIELD_SECONDS
     return env
+
+
+def require_worker_class(worker_class):
+    """Skip (or, where CI requires greenlets, fail) a worker class whose library is missing."""
+    if worker_class != "gevent":
+        return
+    try:
+        import gevent  # noqa: F401
+    except ImportError as error:
+        reason = "no gevent (%s), for gunicorn -k gevent: pip install gevent" % error
+        if REQUIRE_GREENLETS:
+            pytest.fail("CONNLOCAL_SHIM_REQUIRE_GREENLETS=1 and " + reason, pytrace=False)
+        pytest.skip(reason)
 
 
 def strike(fault, load):
@@ -207,9 +231,10 @@ def check_rows(results, problem):
     return sum(len(rows) for rows in writes.values()), sum(len(rows) for rows in audits.values())
 
 
-def check_threads(results, windows, problem):
+def check_threads(results, windows, problem, greenlet_per_request=False):
     """Failures only where a fault struck; each thread serves again after it; no server session
-    used by two threads."""
+    used by two threads. Under gevent a greenlet serves one request and ends ("worker" is its
+    identity): there the requests begun after the last fault must have been served instead."""
     failures = [result for result in results if not result.ok and not is_intended(result)]
     for result in failures:
         if fault_met(result, windows) is None:
@@ -227,37 +252,47 @@ def check_threads(results, windows, problem):
         if result.ok and result.server_started > recovered_after
     )
     hit = set(result.worker for result in failures if result.worker)
+    if greenlet_per_request:
+        if windows and not served_after:
+            problem("no request was served after the last fault")
+        return failures, hit, served_after, users
     for worker in sorted(hit - served_after):
         problem("thread %s failed in a fault and served no request after the last one" % worker)
     return failures, hit, served_after, users
 
 
 @requires_postgres
-def test_gunicorn_gthread_site_under_load_with_faults(stress_databases, server_log, stress_report):
+@pytest.mark.parametrize("worker_class", WORKER_CLASSES)
+def test_gunicorn_site_under_load_with_faults(worker_class, stress_databases, server_log,
+                                              stress_report):
     import django
 
+    require_worker_class(worker_class)
+    greenlets = worker_class != "gthread"
+    planned = GEVENT_REQUESTS if greenlets else REQUESTS
     problems = []
     problem = problems.append
     report = stress_report.add
-    report("Django, gunicorn, Python", "%s, %s (gthread), %s" % (
-        django.get_version(), gunicorn_server.gunicorn_version(), sys.version.split()[0]))
-    report("server", "%d worker process x %d threads, %d client threads" % (
-        WORKERS, THREADS, CLIENTS))
+    report("Django, gunicorn, Python", "%s, %s (%s), %s" % (
+        django.get_version(), gunicorn_server.gunicorn_version(), worker_class,
+        sys.version.split()[0]))
+    report("server", "%d worker process x %d %s, %d client threads" % (
+        WORKERS, THREADS, "greenlets at once" if greenlets else "threads", CLIENTS))
 
     before = pgwatch.sessions()
     others_before = pgwatch.count_sessions(before) - pgwatch.count_sessions(before, APPLICATION_NAME)
-    plan = loadclient.make_plan(REQUESTS)
+    plan = loadclient.make_plan(planned)
     windows = []
     server = gunicorn_server.GunicornServer(
-        "stressproject.wsgi:application", server_env(), server_log, workers=WORKERS,
-        threads=THREADS,
+        "stressproject.wsgi:application", server_env(worker_class), server_log, workers=WORKERS,
+        threads=THREADS, worker_class=worker_class, connections=THREADS,
     )
     try:
         with pgwatch.ConnectionWatcher(APPLICATION_NAME) as watcher:
             with server:
                 with loadclient.LoadRun(server.url, plan, CLIENTS, LOAD_DEADLINE) as load:
                     for fraction, fault in FAULTS:
-                        if not load.wait_for_completed(int(REQUESTS * fraction)) \
+                        if not load.wait_for_completed(int(planned * fraction)) \
                                 or not load.running:
                             break  # a fault after the load proves nothing: reported below
                         windows.append(strike(fault, load))
@@ -275,10 +310,10 @@ def test_gunicorn_gthread_site_under_load_with_faults(stress_databases, server_l
     results = sorted(load.results, key=lambda result: result.index)
     duration = load.ended - load.started
     report("requests", "%d of %d sent in %.1fs (%.0f/s)" % (
-        len(results), REQUESTS, duration, len(results) / duration))
-    if len(results) < REQUESTS:
+        len(results), planned, duration, len(results) / duration))
+    if len(results) < planned:
         problem("only %d of %d requests were sent before the load's deadline (%ss)" % (
-            len(results), REQUESTS, LOAD_DEADLINE))
+            len(results), planned, LOAD_DEADLINE))
     kinds = collections.Counter(result.kind for result in results)
     ok = collections.Counter(result.kind for result in results if result.ok)
     report("by kind (answered 200)", ", ".join(
@@ -295,7 +330,8 @@ def test_gunicorn_gthread_site_under_load_with_faults(stress_databases, server_l
         problem("only %d of %d faults struck" % (len(windows), len(FAULTS)))
 
     written, logged = check_rows(results, problem)
-    failures, hit, served_after, sessions = check_threads(results, windows, problem)
+    failures, hit, served_after, sessions = check_threads(
+        results, windows, problem, greenlet_per_request=greenlets)
     by_fault = collections.defaultdict(collections.Counter)
     examples = {}
     for result in failures:
@@ -309,8 +345,9 @@ def test_gunicorn_gthread_site_under_load_with_faults(stress_databases, server_l
     for kind, message in sorted(examples.items()):
         report("  e.g. " + kind, message[:90])
     workers = set(result.worker for result in results if result.worker)
-    report("threads", "%d served, %d met a fault, %d served after the last fault" % (
-        len(workers), len(hit), len(served_after)))
+    report("greenlet identities" if greenlets else "threads",
+           "%d served, %d met a fault, %d served after the last fault" % (
+               len(workers), len(hit), len(served_after)))
     report("rows in master", "writes %d, audit_log %d" % (written, logged))
     report("server sessions", "%d, each used by one thread" % len(sessions))
 

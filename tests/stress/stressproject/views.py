@@ -32,6 +32,10 @@ except ImportError:  # Python 3
 
 # Per worker thread: its request counter and the current request's start (stamp_requests).
 _thread = threading.local()
+# Under gunicorn -k gevent (test_load_faults.py sets it): a pause after each row of a write, in
+# the middle of its transaction, so that the other greenlets run then (time.sleep is gevent's
+# there; psycopg2 itself does not yield).
+YIELD_SECONDS = float(os.environ.get("CONNLOCAL_STRESS_YIELD_SECONDS") or 0)
 
 SESSION = (
     "(SELECT pg_backend_pid()::text || '@' || backend_start::text FROM pg_stat_activity"
@@ -124,6 +128,8 @@ def _write_rows(rid, rows, kind):
         )
         written.append(cursor.fetchone())
         _written_raw()
+        if YIELD_SECONDS:
+            time.sleep(YIELD_SECONDS)
         if seq == 0:
             audit = _audit(rid, kind)  # half-way through the transaction
     txids, databases, sessions = (set(column) for column in zip(*written))

@@ -1,0 +1,1 @@
+"""No models: an app, so that the test runner finds tests.py."""

@@ -1,0 +1,53 @@
+"""Shared by the scenarios of tests/clients (the client site, clientsite/, started in a subprocess
+as a site's process starts; the tool listed and imported before connlocal_shim or after it)."""
+import json
+import os
+import sys
+
+import pytest
+
+import support
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+SITE = os.path.join(HERE, "clientsite")
+ORDERS = ("tool-first", "shim-first")
+# CI installs every tool (the py27-django13-clients env): there a missing one is a failure.
+REQUIRE_CLIENTS = os.environ.get("CONNLOCAL_SHIM_REQUIRE_CLIENTS") == "1"
+
+
+def require(module, package):
+    """Skip (fail where CI requires the tools) when ``module`` cannot be imported."""
+    try:
+        __import__(module)
+    except ImportError as error:
+        reason = "no %s (%s): pip install %s" % (module, error, package)
+        if REQUIRE_CLIENTS:
+            pytest.fail("CONNLOCAL_SHIM_REQUIRE_CLIENTS=1 and " + reason, pytrace=False)
+        pytest.skip(reason)
+
+
+def site_env(directory, tool, order, postgres=False, **extra):
+    """The environment clientsite/settings.py reads (and the scenario's extras)."""
+    env = {
+        "CONNLOCAL_CLIENTS_TOOL": tool,
+        "CONNLOCAL_CLIENTS_ORDER": order,
+        "CONNLOCAL_CLIENTS_SQLITE": os.path.join(directory, "site.sqlite3"),
+        "DJANGO_SETTINGS_MODULE": "settings",
+    }
+    if postgres and support.postgres_cluster is not None:
+        env["CONNLOCAL_CLIENTS_PG_PORT"] = str(support.postgres_cluster.port)
+    env.update(extra)
+    return env
+
+
+def run_in_site(directory, args, env, timeout=120):
+    """``python ARGS`` with the site's directory as the current one (manage.py's layout); a
+    process still running after ``timeout`` seconds is killed (support.run_process)."""
+    return support.run_process([sys.executable] + list(args), timeout, env=env, cwd=directory)
+
+
+def result_of(finished):
+    """The ``RESULT {json}`` line of a scenario script (sitestart.report)."""
+    lines = [line for line in finished.out.splitlines() if line.startswith("RESULT ")]
+    assert not finished.timed_out and lines, finished.describe()
+    return json.loads(lines[-1][len("RESULT "):])
