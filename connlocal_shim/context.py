@@ -8,7 +8,7 @@ sync_to_async thread that never sees what its task set there, and tasks that sha
 would see each other's. There route_connections keeps an overlay ``{alias: target}`` in a
 ContextVar, which follows the task into sync_to_async and async_to_sync, and the handler
 consults it first (:func:`context_routing_handler_class`, applied through the registry on first
-use); the frames of the context's blocks are in a second ContextVar.
+use); the frames of the context's blocks are kept in the overlay too.
 """
 from connlocal_shim.identity import PerThread
 
@@ -20,11 +20,18 @@ except ImportError:  # Python < 3.7: per-thread routing only
 # Each thread's (greenlet's) list of route_connections frames, outermost first.
 THREAD_FRAMES = PerThread(list)
 
+# The context's overlay {alias: target}; under the key None, the frames of the context's open
+# blocks (a tuple, outermost first): one ContextVar, set once per block entered or left.
+FRAMES = None
 if contextvars is not None:
     ROUTES = contextvars.ContextVar("connlocal_shim_routes", default=None)
-    CONTEXT_FRAMES = contextvars.ContextVar("connlocal_shim_frames", default=())
 else:
-    ROUTES = CONTEXT_FRAMES = None
+    ROUTES = None
+
+
+def context_frames(routes):
+    """The frames kept in an overlay (see ROUTES)."""
+    return routes.get(FRAMES, ()) if routes else ()
 
 
 class OwnAlias(object):

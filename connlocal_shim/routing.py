@@ -27,7 +27,11 @@ import wrapt
 from connlocal_shim import context
 from connlocal_shim.compat import reraise, string_types
 from connlocal_shim.context import THREAD_FRAMES
-from connlocal_shim.identity import PerThread, get_ident
+from connlocal_shim.handler import ThreadConnections
+from connlocal_shim.identity import PerThread, get_ident, thread_module
+from connlocal_shim.wrappers import proxied_alias
+
+_thread = thread_module()  # its get_ident is read at each call (gevent/eventlet may patch it)
 
 logger = logging.getLogger("connlocal_shim")
 
@@ -339,15 +343,19 @@ class _Frame(object):
     __slots__ = ("block", "per_context", "resolved", "saved", "created", "ident",
                  "previous_routes", "active")
 
-    def __init__(self, block, per_context):
+    def __init__(self, block, per_context, resolved=None, saved=None, ident=None,
+                 previous_routes=None):
         self.block = block
         self.per_context = per_context  # routed per asyncio task (Django 3.0+), or per thread
-        self.resolved = []  # (alias, target): wrappers, or context.OwnAlias per context
-        self.saved = []  # per thread: [alias, what it pointed to before], updated on splices
+        # (alias, target): wrappers, or context.OwnAlias per context
+        self.resolved = [] if resolved is None else resolved
+        # per thread: [alias, what it pointed to before], updated on splices
+        self.saved = [] if saved is None else saved
         self.created = []  # (factory, wrapper, sharing): disposed of at the end
-        self.ident = None  # per thread: the thread that resolved the alias strings
-        self.previous_routes = None  # per context: the overlay below this block
-        self.active = False  # its routing is in place (a generator's frame comes and goes)
+        self.ident = ident  # per thread: the thread that resolved the alias strings
+        self.previous_routes = previous_routes  # per context: the overlay below this block
+        # its routing is in place (a generator's frame comes and goes)
+        self.active = resolved is not None
 
 
 def _index(frames, frame):
@@ -380,9 +388,92 @@ def _routes_per_context(storage):
     return True
 
 
+_PER_CONTEXT = "per context"
+
+
+def _fast_mode():
+    """(handler, where a simple block can route directly): the backport's storage, or
+    _PER_CONTEXT where the overlay is in place, or None elsewhere (Django 1.4-2.2's own
+    threading.local, the backport not installed...). Decided once per handler state."""
+    handler = _handler()
+    storage = handler.__dict__.get("_connections")
+    cached = _fast_cache[0]
+    if cached[0] is storage and cached[1] is handler.__class__:
+        return handler, cached[2]
+    if isinstance(storage, ThreadConnections):
+        mode = storage
+    elif getattr(type(handler), "own", None) is not None and type(handler).__module__ == (
+        context.__name__
+    ):
+        mode = _PER_CONTEXT
+    else:
+        mode = None
+    _fast_cache[0] = (storage, handler.__class__, mode)
+    return handler, mode
+
+
+_fast_cache = [(None, None, None)]
+
+
+class _RoutedTo(object):
+    """What a block entered per context returns: {alias: the wrapper it points to}, looked
+    up when read (in the thread that entered, the same as at entry)."""
+
+    __slots__ = ("_handler", "_resolved")
+
+    def __init__(self, handler, resolved):
+        self._handler = handler
+        self._resolved = resolved
+
+    def _wrapper(self, target):
+        if type(target) is context.OwnAlias:
+            return self._handler.own(target.alias)
+        return target
+
+    def __getitem__(self, alias):
+        for name, target in self._resolved:
+            if name == alias:
+                return self._wrapper(target)
+        raise KeyError(alias)
+
+    def get(self, alias, default=None):
+        try:
+            return self[alias]
+        except KeyError:
+            return default
+
+    def __contains__(self, alias):
+        return any(name == alias for name, _ in self._resolved)
+
+    def __iter__(self):
+        return iter([name for name, _ in self._resolved])
+
+    def __len__(self):
+        return len(self._resolved)
+
+    def keys(self):
+        return [name for name, _ in self._resolved]
+
+    def values(self):
+        return [self._wrapper(target) for _, target in self._resolved]
+
+    def items(self):
+        return [(name, self._wrapper(target)) for name, target in self._resolved]
+
+    def __eq__(self, other):
+        return dict(self.items()) == other
+
+    def __ne__(self, other):
+        return not self == other
+
+    def __repr__(self):
+        return repr(dict(self.items()))
+
+
 def _merge(routes, resolved):
     merged = dict(routes or {})
     merged.update(resolved)
+    merged.pop(context.FRAMES, None)
     return merged
 
 
@@ -409,6 +500,14 @@ class RouteConnections(object):
         self.aliases = sorted(aliases.items())
         self.kinds = [value_kind(alias, value) for alias, value in self.aliases]
         self.close_connections = bool(close_connections)
+        # Blocks of alias strings and wrappers only, that close nothing, take the fast path of
+        # `with` (see __enter__): nothing to make or dispose of, every target known up front.
+        self._simple = not self.close_connections and all(
+            kind is ALIAS or kind is WRAPPER for kind in self.kinds
+        )
+        self._checked = None  # the handler whose DATABASES the aliases were found in
+        self._plan = None
+        self._overlay = None  # per context: the block's {alias: target}, made once
 
     def __repr__(self):
         parts = ["%s=%r" % item for item in self.aliases]
@@ -481,9 +580,10 @@ class RouteConnections(object):
     def point(self, frame):
         """Put the frame's routing in place, on top of what is routed now."""
         if frame.per_context:
-            frame.previous_routes = context.ROUTES.get()
-            context.ROUTES.set(_merge(frame.previous_routes, frame.resolved))
-            context.CONTEXT_FRAMES.set(context.CONTEXT_FRAMES.get() + (frame,))
+            routes = frame.previous_routes = context.ROUTES.get()
+            merged = _merge(routes, frame.resolved)
+            merged[context.FRAMES] = context.context_frames(routes) + (frame,)
+            context.ROUTES.set(merged)
         else:
             handler = _handler()
             frames = THREAD_FRAMES.current()
@@ -507,20 +607,20 @@ class RouteConnections(object):
         context): each alias gets back what it pointed to before the block, or, where a later
         block re-pointed it too, that block will restore it when it ends."""
         if frame.per_context:
-            frames = context.CONTEXT_FRAMES.get()
+            frames = context.context_frames(context.ROUTES.get())
             index = _index(frames, frame)
             if index is None:
                 raise RuntimeError(
                     "connlocal_shim: %r was left in another context (asyncio task) than the "
                     "one that entered it; routing there is unchanged" % self
                 )
-            remaining = frames[:index] + frames[index + 1:]
             routes = frame.previous_routes
-            for later in remaining[index:]:  # blocks entered after it, still open
+            for position in range(index + 1, len(frames)):  # blocks entered after it, open
+                later = frames[position]
                 later.previous_routes = routes
                 routes = _merge(routes, later.resolved)
+                routes[context.FRAMES] = frames[:index] + frames[index + 1:position + 1]
             context.ROUTES.set(routes)
-            context.CONTEXT_FRAMES.set(remaining)
         else:
             frames = THREAD_FRAMES.current()
             index = _index(frames, frame)
@@ -560,8 +660,8 @@ class RouteConnections(object):
         return frame
 
     def _innermost_frame(self):
-        if context.CONTEXT_FRAMES is not None:
-            for frame in reversed(context.CONTEXT_FRAMES.get()):
+        if context.ROUTES is not None:
+            for frame in reversed(context.context_frames(context.ROUTES.get())):
                 if frame.block is self:
                     return frame
         frames = THREAD_FRAMES.peek() or ()
@@ -616,12 +716,109 @@ class RouteConnections(object):
         del frame.created[:]
         return errors
 
+    # -- the fast path of `with` ---------------------------------------------------------
+    # A simple block (alias strings and wrappers) entered where the backport's storage holds
+    # connections (Django 1.2/1.3), or where Django 3.0+ routes per context, and not nested in
+    # another block of the thread: the same frame as open() makes, made with a few dict
+    # operations; the general path handles everything else. README's "Benchmarks" has what
+    # each costs.
+
     def __enter__(self):
+        if self._simple:
+            handler, mode = _fast_mode()
+            if mode is _PER_CONTEXT:
+                return self._enter_context_fast(handler)
+            if mode is not None:
+                frame = self._enter_storage_fast(handler, mode)
+                if frame is not None:
+                    return dict(frame.resolved)
         return self.enter()
 
     def __exit__(self, exc_type, exc_value, traceback):
+        if self._simple and self._exit_fast():
+            return False
         self.exit(body_failed=exc_type is not None)
         return False
+
+    def _fast_plan(self, handler):
+        """(alias, value, value is an alias string) of the block, its aliases checked against
+        DATABASES, once per handler; a wrapper given as the value is stored as it is (a legacy
+        reference standing for one never takes the fast path)."""
+        if self._checked is not handler:
+            plan = []
+            for (alias, value), kind in zip(self.aliases, self.kinds):
+                check_alias(alias, handler)
+                if kind is ALIAS:
+                    check_alias(value, handler)
+                elif value.__class__ is not type(value) or proxied_alias(value) is not None:
+                    self._simple = False  # a proxy: unwrapped each time, the general way
+                    return None
+                plan.append((alias, value, kind is ALIAS))
+            self._plan, self._checked = plan, handler
+        return self._plan
+
+    def _enter_storage_fast(self, handler, storage):
+        ident = _thread.get_ident()
+        wrappers = storage.by_ident.get(ident)
+        if wrappers is None or THREAD_FRAMES.by_ident.get(ident):
+            return None  # the thread's first use, or nested: the general path
+        plan = self._fast_plan(handler)
+        if plan is None:
+            return None
+        resolved, saved = [], []
+        for alias, value, is_alias in plan:
+            target = (wrappers.get(value) or handler[value]) if is_alias else value
+            resolved.append((alias, target))
+            saved.append([alias, wrappers.get(alias) or handler[alias]])  # opened if it was not
+        for alias, target in resolved:
+            wrappers[alias] = target
+        frame = _Frame(self, False, resolved, saved, ident)
+        THREAD_FRAMES.current().append(frame)
+        return frame
+
+    def _enter_context_fast(self, handler):
+        overlay = self._overlay
+        if overlay is None or self._checked is not handler:
+            if self._fast_plan(handler) is None:
+                return self.enter()
+            overlay = self._overlay = dict(
+                (alias, context.OwnAlias(value) if is_alias else value)
+                for alias, value, is_alias in self._plan
+            )
+        routes = context.ROUTES.get()
+        frame = _Frame(self, True, list(overlay.items()), previous_routes=routes)
+        merged = dict(routes) if routes else {}
+        merged.update(overlay)
+        merged[context.FRAMES] = context.context_frames(routes) + (frame,)
+        context.ROUTES.set(merged)
+        return _RoutedTo(handler, frame.resolved)
+
+    def _exit_fast(self):
+        """Leave the innermost frame of this block if it is the innermost of all (the case of
+        a `with` block); False to leave it the general way."""
+        if context.ROUTES is not None:
+            routes = context.ROUTES.get()
+            if routes:
+                frames = routes.get(context.FRAMES)
+                if frames and frames[-1].block is self:
+                    frame = frames[-1]
+                    frame.active = False
+                    context.ROUTES.set(frame.previous_routes)
+                    return True
+        frames = THREAD_FRAMES.by_ident.get(_thread.get_ident())
+        if not frames or frames[-1].block is not self:
+            return False
+        storage = _fast_mode()[1]
+        if storage is None or storage is _PER_CONTEXT:
+            return False
+        wrappers = storage.by_ident.get(frames[-1].ident)
+        if wrappers is None:
+            return False
+        frame = frames.pop()
+        for alias, previous in reversed(frame.saved):
+            wrappers[alias] = previous
+        frame.active = False
+        return True
 
     # -- as a decorator ---------------------------------------------------------------------
 
