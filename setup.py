@@ -2,6 +2,7 @@ import io
 import os
 import re
 
+import setuptools
 from setuptools import find_packages, setup
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -14,6 +15,18 @@ def read(*parts):
 
 VERSION = re.search(r'^__version__ = "([^"]+)"', read("connlocal_shim", "__init__.py"), re.M).group(1)
 
+
+def license_metadata():
+    """The licence as an SPDX expression (PEP 639) where setuptools writes one (77+: the release
+    build); the License field for the setuptools that Python 2.7 envs build the sdist with
+    (44), which does not know license_expression. Never a licence classifier: setuptools 77+
+    deprecates them."""
+    major = int(re.match(r"\d+", setuptools.__version__).group(0))
+    if major >= 77:
+        return {"license_expression": "BSD-3-Clause"}
+    return {"license": "BSD-3-Clause"}
+
+
 setup(
     name="connlocal-shim",
     version=VERSION,
@@ -23,7 +36,6 @@ setup(
     ),
     long_description=read("README.rst"),
     long_description_content_type="text/x-rst",
-    license="BSD-3-Clause",
     packages=find_packages(include=["connlocal_shim", "connlocal_shim.*"]),
     include_package_data=True,
     zip_safe=False,
@@ -60,7 +72,6 @@ setup(
         "Framework :: Django :: 6.0",
         "Framework :: Django :: 6.1",
         "Intended Audience :: Developers",
-        "License :: OSI Approved :: BSD License",
         "Operating System :: OS Independent",
         "Programming Language :: Python",
         "Programming Language :: Python :: 2",
@@ -76,4 +87,5 @@ setup(
         "Programming Language :: Python :: 3.13",
         "Topic :: Database",
     ],
+    **license_metadata()  # last: Python 2.7 takes no keyword after **
 )

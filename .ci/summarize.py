@@ -1,12 +1,13 @@
 """Summarise the junit XML reports that `tox -p 2` left in .ci/reports/.
 
-Usage: summarize.py --reports DIR --tox-exit N ENV [ENV ...]
+Usage: summarize.py --reports DIR --tox-exit N [--step NAME=EXIT ...] ENV [ENV ...]
 
 ENV are the envs of `tox -l`: each must have written DIR/ENV.xml with at least one
 test executed (tests minus skipped > 0).  Prints a per-env table, then, alone on the
 last line, "N passed, N failed, N skipped" (totals; errors count as failed).
 Exits 1 if tox exited non-zero, an env has no (readable) report, an env ran no
-test, or an env that must run (REQUIRED_ENVS) is not in the list.
+test, an env that must run (REQUIRED_ENVS) is not in the list, or a --step (a CI
+step that is not a pytest env: the release build, the docs...) exited non-zero.
 
 Reads pytest 4.6's format (a <testsuite> root) and pytest 6+'s (a <testsuites>
 root with <testsuite> children).  Standard library only.
@@ -63,8 +64,16 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--reports", required=True, help="directory of <env>.xml files")
     parser.add_argument("--tox-exit", type=int, required=True, help="tox's exit code")
+    parser.add_argument("--step", action="append", default=[], metavar="NAME=EXIT",
+                        help="a CI step and its exit code (shown in the table; non-zero fails)")
     parser.add_argument("envs", nargs="*", help="the envs of `tox -l`")
     args = parser.parse_args(argv)
+    steps = []
+    for step in args.step:
+        name, _, code = step.rpartition("=")
+        if not name or _int(code) is None:
+            parser.error("--step takes NAME=EXIT, not %r" % step)
+        steps.append((name, _int(code)))
 
     problems = []
     if args.tox_exit != 0:
@@ -105,7 +114,8 @@ def main(argv=None):
         totals["failed"] += failed
         totals["skipped"] += counts["skipped"]
 
-    width = max([len("env")] + [len(env) for env in args.envs])
+    width = max([len("env")] + [len(env) for env in args.envs] +
+                [len(name) + 5 for name, _ in steps])
     header = "%-*s %7s %7s %7s %7s %7s  %s" % (
         width, "env", "tests", "passed", "failed", "errors", "skipped", "status")
     print()
@@ -119,6 +129,12 @@ def main(argv=None):
                 width, env, counts["tests"], counts["passed"], counts["failures"],
                 counts["errors"], counts["skipped"], status))
     print("-" * len(header))
+    for name, code in steps:
+        print("step %-*s %s" % (width - 5, name, "ok" if code == 0 else "FAILED (exit %d)" % code))
+        if code != 0:
+            problems.append("step %s exited with code %d" % (name, code))
+    if steps:
+        print("-" * len(header))
     for problem in problems:
         print("problem: " + problem)
     sys.stdout.flush()

@@ -1,5 +1,6 @@
 """The compatibility matrix of connlocal-shim, from real runs (not installed with the package).
 
 ``python -m compat_matrix`` runs ``probe.py`` inside every env of the tox matrix and renders
-the table: see ``runner.py`` and README.rst, "Compatibility matrix".
+the table (``runner.py``; docs/matrix.rst); with ``--tests``, the project's test command
+(``tests_command.py``). ``tools.py`` finds the interpreters and makes the tools venv for both.
 """

@@ -1,6 +1,10 @@
-"""The compatibility matrix from the stored records (compat_matrix/results/ENV.json): a table
-for the terminal, compat_matrix/MATRIX.rst (mirrored into README.rst between markers), a
-self-contained HTML page, and the connlocal_status outputs README.rst shows."""
+"""The compatibility matrix from the records (compat_matrix/results/ENV.json, or a run's own): a
+table for the terminal, MATRIX.rst (mirrored into docs/matrix.rst between markers), a
+self-contained HTML page, and the connlocal_status outputs docs/diagnostics.rst shows.
+
+``fresh`` is the set of envs probed in this run: their rows say "this run", the others "stored"
+(with the commit and date of their record). ``fresh=None`` renders the committed outputs, where
+every row is a stored record and says only its date and commit."""
 import html
 import io
 import os
@@ -77,18 +81,31 @@ def terminal_text(state, result):
 COLUMNS = tuple((key, title, label) for key, title, label, _ in FEATURES) + (DIAGNOSTICS[:3],)
 
 
-def row_heads(env, record):
+def probed(env, record, fresh=None):
+    """Where a row comes from: its record's date and commit; in a run's own outputs, whether
+    this run probed it or it is a stored record."""
+    if not record.get("date"):
+        return "no record"
+    when = record["date"][:10]
+    if record.get("commit"):
+        when += ", %s" % record["commit"]
+    if fresh is None:
+        return when
+    return "%s: %s" % ("this run" if env in fresh else "stored", when)
+
+
+def row_heads(env, record, fresh=None):
     run = record.get("status") != NOT_RUN
     return [
         django_release(env),
         record.get("python") or python_release(env),
         record.get("django") if run else NOT_RUN,
-        (record.get("date") or "")[:10],
+        probed(env, record, fresh),
     ]
 
 
-HEADS = ("Django", "Python", "Django version", "Run on")
-TERMINAL_HEADS = ("Django", "Python", "version", "run on")
+HEADS = ("Django", "Python", "Django version", "Probed")
+TERMINAL_HEADS = ("Django", "Python", "version", "probed")
 
 
 def failures(records):
@@ -111,14 +128,22 @@ def failures(records):
 
 # -- terminal -------------------------------------------------------------------------------------
 
-def terminal_table(records, color=False):
+def terminal_probed(env, record, fresh):
+    if env in fresh:
+        return "this run"
+    if not record.get("date"):
+        return "no record"
+    return "stored %s %s" % (record.get("commit") or "?", record["date"][:10])
+
+
+def terminal_table(records, fresh=frozenset(), color=False):
     heads = list(TERMINAL_HEADS) + [label for _, _, label in COLUMNS]
     rows = []
     for env, record in records:
         cells = [terminal_text(*cell(record, key)[:2]) for key, _, _ in COLUMNS]
         if record.get("status") == NOT_RUN:
             cells = ["-"] * len(COLUMNS)
-        rows.append(row_heads(env, record) + cells)
+        rows.append(row_heads(env, record)[:3] + [terminal_probed(env, record, fresh)] + cells)
     widths = [max(len(str(row[i])) for row in [heads] + rows) for i in range(len(heads))]
 
     def paint(text, width):
@@ -139,6 +164,9 @@ def terminal_table(records, color=False):
     lines.append("N native, B backported, M missing (install refused), - unavailable; "
                  "ok: the behaviour check passed, FAIL: it did not.")
     lines.append("Columns: " + "; ".join("%s = %s" % (label, title) for _, title, label in COLUMNS))
+    stored = len([env for env, _ in records if env not in fresh])
+    lines.append("Rows: %d probed in this run, %d from the stored records of compat_matrix/results/"
+                 " (\"stored COMMIT DATE\": not probed now)." % (len(records) - stored, stored))
     failed, not_run = failures(records)
     for env, reason in not_run:
         lines.append("NOT RUN %s: %s" % (env, reason))
@@ -170,12 +198,12 @@ def simple_table(heads, rows, head_width=14):
     return out
 
 
-def rst_body(records):
-    """MATRIX.rst without its title: what README.rst mirrors."""
+def rst_body(records, fresh=None):
+    """MATRIX.rst without its title: what docs/matrix.rst mirrors."""
     heads = list(HEADS) + [title for _, title, _ in COLUMNS]
     rows = []
     for env, record in records:
-        values = row_heads(env, record)
+        values = row_heads(env, record, fresh)
         for key, _, _ in COLUMNS:
             state, result, _ = cell(record, key)
             values.append(cell_text(state, result))
@@ -184,6 +212,11 @@ def rst_body(records):
     lines += [""] + paragraph(LEGEND) + [""]
     lines += paragraph("The *%s* column: %s." % (rst_escape(DIAGNOSTICS[1]),
                                                  rst_escape(DIAGNOSTICS[3])))
+    if fresh is not None:
+        lines += [""] + paragraph(
+            "*Probed*: \"this run\" for the %d row(s) this run probed; \"stored\" for the rows "
+            "taken from the records in compat_matrix/results/, with their date and commit."
+            % len([env for env, _ in records if env in fresh]))
     failed, not_run = failures(records)
     if not_run or failed:
         lines.append("")
@@ -214,9 +247,9 @@ def paragraph(text, indent=""):
                          break_long_words=False)
 
 
-def matrix_rst(records):
+def matrix_rst(records, fresh=None):
     title = "Compatibility matrix"
-    return "%s\n\n%s\n%s\n\n%s" % (RST_NOTICE, title, "=" * len(title), rst_body(records))
+    return "%s\n\n%s\n%s\n\n%s" % (RST_NOTICE, title, "=" * len(title), rst_body(records, fresh))
 
 
 def literal_block(text):
@@ -297,7 +330,7 @@ def css_class(state, result):
     return state
 
 
-def matrix_html(records):
+def matrix_html(records, fresh=None):
     e = html.escape
     # The date of the newest record, not of the rendering: the same records, the same page.
     generated = max([r.get("date") or "" for _, r in records] + [""])[:10] or "no run yet"
@@ -319,7 +352,7 @@ def matrix_html(records):
     out.append("</tr></thead><tbody>")
     for env, record in records:
         out.append("<tr>")
-        out.extend("<td>%s</td>" % e(str(value)) for value in row_heads(env, record))
+        out.extend("<td>%s</td>" % e(str(value)) for value in row_heads(env, record, fresh))
         for key, _, _ in COLUMNS:
             state, result, detail = cell(record, key)
             out.append("<td class=\"%s\" title=\"%s\">%s</td>" % (
@@ -378,11 +411,13 @@ def matrix_html(records):
     return "\n".join(out) + "\n"
 
 
-def write_outputs(directory, records):
+def write_outputs(directory, records, fresh=None):
     """MATRIX.rst and matrix.html in ``directory``; returns their paths."""
+    if not os.path.isdir(directory):
+        os.makedirs(directory)
     paths = []
-    for name, text in (("MATRIX.rst", matrix_rst(records)),
-                       ("matrix.html", matrix_html(records))):
+    for name, text in (("MATRIX.rst", matrix_rst(records, fresh)),
+                       ("matrix.html", matrix_html(records, fresh))):
         path = os.path.join(directory, name)
         with io.open(path, "w", encoding="utf-8") as handle:
             handle.write(text)

@@ -1,14 +1,22 @@
-"""``python -m compat_matrix``: run the probe in every env of the tox matrix and render the
+"""``python3 -m compat_matrix``: run the probe in every env of the tox matrix and render the
 table.
 
-For each ``pyXY-djangoNN`` env of ``tox -l`` (or those picked with ``-e``/``--django``), in
-parallel (``-j``, by default one per CPU): build the env with ``tox -e ENV --notest`` (creating
-it if needed, installing one sdist of the checkout built at the start), run
-``compat_matrix/probe.py`` with the env's Python, and store its record in
-``compat_matrix/results/ENV.json``. Then write the table for the terminal,
-``compat_matrix/MATRIX.rst`` and ``compat_matrix/matrix.html`` from every stored record, and
-mirror the table and the connlocal_status outputs into README.rst. An env that cannot be built
-is recorded as "not run" with the reason. Exits 1 if any env failed or was not run.
+For each ``pyXY-djangoNN`` env of tox.ini's envlist (or those picked with ``-e``/``--django``),
+in parallel (``-j``, by default one per CPU): build the env with ``tox -e ENV --notest``
+(creating it if needed, installing one sdist of the checkout built at the start), run
+``compat_matrix/probe.py`` with the env's Python, and keep its record. Then write the table for
+the terminal, ``MATRIX.rst`` and ``matrix.html``: each row from this run's record of the env, or
+from the record stored in ``compat_matrix/results/`` (marked so, with its commit and date).
+
+By default everything it writes goes under ``build/compat_matrix/`` (git-ignored): a run leaves
+``git status`` clean. ``--update`` writes the committed files instead: this run's records into
+``compat_matrix/results/``, ``compat_matrix/MATRIX.rst``, ``compat_matrix/matrix.html`` and the
+blocks of ``docs/matrix.rst`` and ``docs/diagnostics.rst`` between ``.. BEGIN compat_matrix``
+and ``.. END compat_matrix`` markers. An env that cannot be built is recorded as "not run" with
+the reason. Exits 1 if any env failed or was not run.
+
+The interpreters and tox come from tools.py (a missing interpreter stops it before anything is
+built). It prints a line from its first second on, and while envs build.
 """
 import argparse
 import concurrent.futures
@@ -25,34 +33,71 @@ import threading
 import time
 import zipfile
 
-from compat_matrix import render
+from compat_matrix import render, tools
 from compat_matrix.columns import FAILED
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
-RESULTS = os.path.join(HERE, "results")
-ENV_NAME = re.compile(r"^py\d+-django\d+$")  # the matrix; not the *-suite envs
+RESULTS = os.path.join(HERE, "results")  # the stored records, committed
+DEFAULT_OUTPUT = os.path.join(ROOT, "build", "compat_matrix")
+# The committed pages whose marked blocks --update rewrites (the table, connlocal_status output).
+DOCS_PAGES = (os.path.join(ROOT, "docs", "matrix.rst"), os.path.join(ROOT, "docs", "diagnostics.rst"))
 BUILD_TIMEOUT = 1800
 PROBE_TIMEOUT = 600
+QUIET_SECONDS = 20  # a busy env says what it is doing after this long without a line
+# tox's lines worth echoing while an env builds: "py27-django13 installdeps: Django>=1.3,<1.4".
+TOX_STEP = re.compile(r"^\S+ (create|installdeps|inst|inst-nodeps|develop-inst): ")
 
 
 class Progress(object):
-    """One line per event, with how many envs are done and left."""
+    """One line per event, with how many envs are done and left; and, while envs are busy
+    without a word, a line every QUIET_SECONDS saying what each is doing and since when."""
 
     def __init__(self, total):
         self.total = total
         self.done = 0
         self.lock = threading.Lock()
         self.started = time.time()
+        self.busy = {}  # env -> [what, since, last line printed at]
+        self.stopped = threading.Event()
+        self.ticker = threading.Thread(target=self.tick)
+        self.ticker.daemon = True
+        self.ticker.start()
 
-    def say(self, env, message, finished=False):
+    def say(self, env, message, finished=False, phase=None):
         with self.lock:
+            now = time.time()
             if finished:
                 self.done += 1
-            elapsed = time.time() - self.started
+                self.busy.pop(env, None)
+            elif phase is not None:
+                self.busy[env] = [phase, now, now]
+            elif env in self.busy:
+                self.busy[env][2] = now
             print("[%s %2d/%d done, %d left] %-16s %s" % (
-                clock(elapsed), self.done, self.total, self.total - self.done, env, message))
+                clock(now - self.started), self.done, self.total, self.total - self.done, env,
+                message))
             sys.stdout.flush()
+
+    def tick(self):
+        while not self.stopped.wait(QUIET_SECONDS / 4.0):
+            with self.lock:
+                now = time.time()
+                quiet = [(env, state) for env, state in sorted(self.busy.items())
+                         if now - state[2] >= QUIET_SECONDS]
+                if not quiet:
+                    continue
+                for env, state in quiet:
+                    state[2] = now
+                print("[%s %2d/%d done, %d left] still %s" % (
+                    clock(now - self.started), self.done, self.total, self.total - self.done,
+                    "; ".join("%s %s (%s)" % (env, state[0], clock(now - state[1]))
+                              for env, state in quiet)))
+                sys.stdout.flush()
+
+    def stop(self):
+        self.stopped.set()
+        self.ticker.join()
 
 
 def clock(seconds):
@@ -61,77 +106,36 @@ def clock(seconds):
 
 # -- tools ----------------------------------------------------------------------------------------
 
-def run(command, timeout, env=None, cwd=ROOT, log=None):
-    """Run ``command``; return (exit code or None on timeout, output)."""
+def run(command, timeout, env=None, cwd=ROOT, log=None, on_line=None):
+    """Run ``command``; return (exit code or None on timeout, output). ``on_line`` is called
+    with each line of output as it comes."""
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                env=env, cwd=cwd)
+    timer = threading.Timer(timeout, process.kill)
+    timer.start()
+    lines = []
     try:
-        output = process.communicate(timeout=timeout)[0]
-        code = process.returncode
-    except subprocess.TimeoutExpired:
-        process.kill()
-        output = process.communicate()[0]
-        code = None
-    text = output.decode("utf-8", "replace")
+        for raw in iter(process.stdout.readline, b""):
+            line = raw.decode("utf-8", "replace")
+            lines.append(line)
+            if on_line is not None:
+                on_line(line.rstrip("\n"))
+        process.wait()
+    finally:
+        timed_out = not timer.is_alive()
+        timer.cancel()
+        process.stdout.close()
+    code = None if timed_out and process.returncode != 0 else process.returncode
+    text = "".join(lines)
     if log:
         with io.open(log, "w", encoding="utf-8") as handle:
             handle.write("$ %s\n%s" % (" ".join(command), text))
     return code, text
 
 
-def tool_environment():
-    """os.environ for tox and the probes: what tox.ini says decides the envs, and pyenv's
-    pythonX.Y shims must resolve every installed interpreter (as .ci/run arranges)."""
-    env = dict(os.environ)
-    for name in ("TOXENV", "TOX_SKIP_ENV", "PYTHONPATH", "DJANGO_SETTINGS_MODULE",
-                 "VIRTUAL_ENV", "PYTHONHOME"):
-        env.pop(name, None)
-    env["PIP_DISABLE_PIP_VERSION_CHECK"] = "1"
-    env["PYTHONDONTWRITEBYTECODE"] = "1"
-    env["TOX_PARALLEL_NO_SPINNER"] = "1"
-    # Seed new envs with the pip, setuptools and wheel virtualenv embeds for each Python, never
-    # with newer ones its periodic update fetched into its app-data: those need not support the
-    # env's Python (pip 26 there broke every new Python 3.7 env).
-    env["VIRTUALENV_NO_PERIODIC_UPDATE"] = "1"
-    for seed in ("PIP", "SETUPTOOLS", "WHEEL"):
-        env["VIRTUALENV_" + seed] = "embed"
-    pyenv = shutil.which("pyenv", path=env.get("PATH"))
-    if pyenv:
-        # Run through a pyenv shim, this process has PYENV_VERSION set to its own version only.
-        code, output = run([pyenv, "versions", "--bare"], 60, env=env)
-        installed = [line.strip() for line in output.splitlines()
-                     if line.strip() and "/" not in line]
-        selected = [v for v in env.get("PYENV_VERSION", "").split(":") if v]
-        if code == 0 and installed:
-            env["PYENV_VERSION"] = ":".join(selected + [v for v in installed
-                                                         if v not in selected])
-    return env
-
-
-def find_tox(env, explicit=None):
-    """tox<4 and virtualenv<20.22 in .ci/.venv, as CI has them (created if missing)."""
-    if explicit:
-        return explicit
-    tools = os.path.join(ROOT, ".ci", ".venv")
-    tox = os.path.join(tools, "bin", "tox")
-    if not os.path.exists(tox):
-        python = shutil.which("python3.11", path=env.get("PATH")) or sys.executable
-        print("compat_matrix: creating the tools venv %s (tox<4, virtualenv<20.22) with %s"
-              % (os.path.relpath(tools, ROOT), python))
-        for command in ([python, "-m", "venv", tools],
-                        [os.path.join(tools, "bin", "python"), "-m", "pip", "install", "-q",
-                         "-r", os.path.join(ROOT, "requirements", "tox.txt")]):
-            code, output = run(command, BUILD_TIMEOUT, env=env)
-            if code != 0:
-                raise SystemExit("compat_matrix: %s failed:\n%s" % (" ".join(command), output))
-    return tox
-
-
-def matrix_envs(tox, env):
-    code, output = run([tox, "-l"], 120, env=env)
-    if code != 0:
-        raise SystemExit("compat_matrix: tox -l failed:\n%s" % output)
-    return [line.strip() for line in output.splitlines() if ENV_NAME.match(line.strip())]
+def matrix_envs():
+    """The main job's envs: one per Django release (``pyXY-djangoNN``) of tox.ini's envlist."""
+    return [env for env in tools.tox_envs(ROOT)[0] if tools.MATRIX_ENV.match(env)]
 
 
 def git(*args):
@@ -206,19 +210,24 @@ def run_env(env_name, context):
     progress = context["progress"]
     started = time.time()
     logs = context["logs"]
-    progress.say(env_name, "building env (tox -e %s --notest)" % env_name)
+    progress.say(env_name, "building env (tox -e %s --notest)" % env_name, phase="building")
+
+    def echo(line):
+        if TOX_STEP.match(line):
+            progress.say(env_name, "tox: %s" % shorten(line.split(" ", 1)[1], 90))
+
     command = [context["tox"], "-e", env_name, "--notest", "--installpkg", context["sdist"]]
     if context["workdir"]:
         command[1:1] = ["--workdir", context["workdir"]]
     code, output = run(command, BUILD_TIMEOUT, env=context["env"],
-                       log=os.path.join(logs, env_name + "-build.log"))
+                       log=os.path.join(logs, env_name + "-build.log"), on_line=echo)
     build_seconds = round(time.time() - started, 1)
     if code != 0:
         reason = build_failure(output, code)
         progress.say(env_name, "NOT RUN: %s" % reason, finished=True)
         return not_run(env_name, reason, started)
     python = os.path.join(context["toxworkdir"], env_name, "bin", "python")
-    progress.say(env_name, "probing (env built in %ss)" % build_seconds)
+    progress.say(env_name, "probing (env built in %ss)" % build_seconds, phase="probing")
     probe_started = time.time()
     record_path = os.path.join(logs, env_name + ".json")
     if os.path.exists(record_path):
@@ -243,6 +252,10 @@ def run_env(env_name, context):
     finish_record(record, context, code)
     progress.say(env_name, record["summary"], finished=True)
     return record
+
+
+def shorten(text, width):
+    return text if len(text) <= width else text[:width - 3] + "..."
 
 
 def finish_record(record, context, code):
@@ -292,27 +305,30 @@ def finish_record(record, context, code):
 
 # -- the records ----------------------------------------------------------------------------------
 
-def save(record):
-    if not os.path.isdir(RESULTS):
-        os.makedirs(RESULTS)
-    path = os.path.join(RESULTS, record["env"] + ".json")
+def save(record, directory):
+    if not os.path.isdir(directory):
+        os.makedirs(directory)
+    path = os.path.join(directory, record["env"] + ".json")
     with io.open(path, "w", encoding="utf-8") as handle:
         handle.write(json.dumps(record, indent=2, sort_keys=True) + "\n")
 
 
-def load(envs):
-    """(env, record) for every env of the matrix, in its order; an env without a record is
-    "not run"."""
+def load(envs, fresh=None, results=RESULTS):
+    """(env, record) for every env of the matrix, in its order: this run's record (``fresh``:
+    {env: record}) or the one stored in ``results``; an env with neither is "not run"."""
+    fresh = fresh or {}
     records = []
     for env_name in envs:
-        path = os.path.join(RESULTS, env_name + ".json")
-        if os.path.exists(path):
+        path = os.path.join(results, env_name + ".json")
+        if env_name in fresh:
+            records.append((env_name, fresh[env_name]))
+        elif os.path.exists(path):
             with io.open(path, encoding="utf-8") as handle:
                 records.append((env_name, json.load(handle)))
         else:
             records.append((env_name, {"env": env_name, "status": render.NOT_RUN,
-                                       "reason": "no record: python -m compat_matrix -e %s"
-                                                 % env_name}))
+                                       "reason": "no record: python3 -m compat_matrix -e %s "
+                                                 "--update" % env_name}))
     return records
 
 
@@ -344,60 +360,98 @@ def split(values):
 
 def parse(argv):
     parser = argparse.ArgumentParser(
-        prog="python -m compat_matrix",
+        prog="python3 -m compat_matrix",
         description="Probe connlocal_shim in every env of the tox matrix and render the "
-        "compatibility matrix (terminal, compat_matrix/MATRIX.rst, compat_matrix/matrix.html, "
-        "README.rst).",
+        "compatibility matrix (the terminal; MATRIX.rst and matrix.html under build/compat_matrix/,"
+        " or with --update the committed ones and the docs pages). With --tests instead: the "
+        "test command (python3 -m compat_matrix --tests --help).",
     )
     parser.add_argument("-e", "--env", action="append", metavar="ENV[,ENV]",
-                        help="only these envs (e.g. py27-django13); the others keep their rows")
+                        help="only these envs (e.g. py27-django13); the others' rows come from "
+                        "the stored records")
     parser.add_argument("--django", action="append", metavar="X.Y[,X.Y]",
                         help="only the envs of these Django releases (e.g. 1.3,4.2)")
     parser.add_argument("-j", "--jobs", type=int, default=os.cpu_count() or 1,
                         help="envs at a time (default: one per CPU, here %(default)s)")
+    parser.add_argument("--update", action="store_true",
+                        help="write the committed outputs: this run's records into "
+                        "compat_matrix/results/, compat_matrix/MATRIX.rst and matrix.html, and "
+                        "the blocks of docs/matrix.rst and docs/diagnostics.rst")
+    parser.add_argument("--output", metavar="DIR",
+                        help="where a run without --update writes (default: build/compat_matrix)")
     parser.add_argument("--render-only", action="store_true",
                         help="run nothing: render the stored records")
     parser.add_argument("--tox", help="the tox (<4) to use (default: .ci/.venv/bin/tox, "
-                        "created like CI's if missing)")
+                        "made if missing)")
     parser.add_argument("--workdir", help="tox's work directory (default: tox.ini's, .tox)")
     parser.add_argument("--no-color", action="store_true")
-    return parser.parse_args(argv)
+    options = parser.parse_args(argv)
+    if options.jobs < 1:
+        parser.error("-j must be 1 or more")
+    if options.update and options.output:
+        parser.error("--output is where a run without --update writes; --update writes the "
+                     "committed files")
+    return options
+
+
+def say(message):
+    print("compat_matrix: %s" % message)
+    sys.stdout.flush()
 
 
 def main(argv=None):
     options = parse(argv)
     started = time.time()
-    env = tool_environment()
-    tox = find_tox(env, options.tox)
-    envs = matrix_envs(tox, env)
+    envs = matrix_envs()
     chosen = select(envs, split(options.env), split(options.django))
-    ran = []
+    output = HERE if options.update else os.path.abspath(options.output or DEFAULT_OUTPUT)
+    results = RESULTS if options.update else os.path.join(output, "results")
+    fresh = {}
     if not options.render_only:
-        ran = run_all(chosen, options, tox, env)
-    records = load(envs)
+        say("%d env(s) to probe: %s; writing to %s" % (
+            len(chosen), " ".join(chosen), "the committed files (--update)" if options.update
+            else os.path.relpath(output, ROOT)))
+        try:
+            tox, env = tools.prepare(chosen, say, root=ROOT)
+        except tools.ToolError as error:
+            sys.stderr.write("compat_matrix: %s\n" % error)
+            return 2
+        if options.tox:
+            tox = options.tox
+        if not options.update:
+            shutil.rmtree(results, ignore_errors=True)  # this run's records only
+        for record in run_all(chosen, options, tox, env, results):
+            fresh[record["env"]] = record
+    records = load(envs, fresh)
     print()
-    print(render.terminal_table(records, color=sys.stdout.isatty() and not options.no_color))
-    for path in render.write_outputs(HERE, records):
-        print("compat_matrix: wrote %s" % os.path.relpath(path, ROOT))
-    readme = os.path.join(ROOT, "README.rst")
-    if os.path.exists(readme):
-        unfilled = render.mirror_into(readme, records)
-        print("compat_matrix: updated README.rst%s" % (
-            " (could not fill: %s)" % "; ".join(unfilled) if unfilled else ""))
+    print(render.terminal_table(records, fresh=set(fresh),
+                                color=sys.stdout.isatty() and not options.no_color))
+    for path in render.write_outputs(output, records, fresh=None if options.update else set(fresh)):
+        say("wrote %s" % os.path.relpath(path, ROOT))
+    if options.update:
+        for page in DOCS_PAGES:
+            unfilled = render.mirror_into(page, records)
+            say("updated %s%s" % (os.path.relpath(page, ROOT), " (could not fill: %s)" % (
+                "; ".join(unfilled)) if unfilled else ""))
+    else:
+        say("the committed matrix is unchanged (--update writes it)")
     if options.render_only:
         return 0
-    failed = [record["env"] for record in ran if record["status"] == FAILED]
-    skipped = [record["env"] for record in ran if record["status"] == render.NOT_RUN]
-    print("compat_matrix: %d envs in %s: %d passed, %d failed%s, %d not run%s" % (
+    ran = list(fresh.values())
+    failed = sorted(record["env"] for record in ran if record["status"] == FAILED)
+    skipped = sorted(record["env"] for record in ran if record["status"] == render.NOT_RUN)
+    say("%d envs in %s: %d passed, %d failed%s, %d not run%s" % (
         len(ran), clock(time.time() - started), len(ran) - len(failed) - len(skipped),
         len(failed), " (%s)" % ", ".join(failed) if failed else "", len(skipped),
         " (%s)" % ", ".join(skipped) if skipped else ""))
     return 1 if failed or skipped else 0
 
 
-def run_all(chosen, options, tox, env):
+def run_all(chosen, options, tox, env, results):
     scratch = tempfile.mkdtemp(prefix="connlocal-shim-sdist-")
+    progress = None
     try:
+        say("building the sdist of the checkout")
         sdist = build_sdist(tox, env, scratch)
         toxworkdir = os.path.abspath(options.workdir or os.path.join(ROOT, ".tox"))
         logs = os.path.join(toxworkdir, "compat-matrix")
@@ -405,24 +459,26 @@ def run_all(chosen, options, tox, env):
             os.makedirs(logs)
         jobs = max(1, min(options.jobs, len(chosen) or 1))
         code, version = run([tox, "--version"], 60, env=env)
+        progress = Progress(len(chosen))
         context = {
             "tox": tox, "env": env, "sdist": sdist, "workdir": options.workdir,
             "toxworkdir": toxworkdir, "logs": logs, "commit": checkout_commit(),
             "sdist_digest": package_digest(sdist_files(sdist)),
-            "progress": Progress(len(chosen)),
+            "progress": progress,
         }
-        print("compat_matrix: %d env(s), %d at a time: %s" % (len(chosen), jobs,
-                                                               ", ".join(chosen)))
-        print("compat_matrix: connlocal-shim %s at %s; tox %s; logs in %s" % (
-            os.path.basename(sdist)[len("connlocal-shim-"):-len(".zip")], context["commit"],
-            version.split()[0] if code == 0 else "?", os.path.relpath(logs, ROOT)))
+        say("%d env(s), %d at a time; connlocal-shim %s at %s; tox %s; logs in %s" % (
+            len(chosen), jobs, os.path.basename(sdist)[len("connlocal-shim-"):-len(".zip")],
+            context["commit"], version.split()[0] if code == 0 else "?",
+            os.path.relpath(logs, ROOT)))
         records = []
         with concurrent.futures.ThreadPoolExecutor(max_workers=jobs) as pool:
             futures = [pool.submit(run_env, name, context) for name in chosen]
             for future in concurrent.futures.as_completed(futures):
                 record = future.result()
-                save(record)  # now: an interrupted run keeps the rows it finished
+                save(record, results)  # now: an interrupted run keeps the rows it finished
                 records.append(record)
         return records
     finally:
+        if progress is not None:
+            progress.stop()
         shutil.rmtree(scratch, ignore_errors=True)

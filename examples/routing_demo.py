@@ -1,16 +1,49 @@
 """A runnable tour of connlocal_shim's routing API, on any Django from 1.2 to 6.1.
 
-    python examples/routing_demo.py
+Run it with a Python that has Django and connlocal-shim installed: your site's virtualenv, or
+one of the test envs, which the test command builds (docs/routing.rst, "A runnable tour")::
+
+    python3 -m compat_matrix --tests -e py313-django61
+    .tox/py313-django61/bin/python examples/routing_demo.py
 
 It configures two sqlite databases in a temporary directory ("default" and "master"), then shows
-route_connections, separate_connection and shared_connection at work with real threads.
+route_connections, separate_connection and shared_connection at work with real threads. Without
+Django or connlocal-shim it says which is missing and exits with status 2.
 """
 import os
 import shutil
+import sys
 import tempfile
 import threading
 
-from django.conf import settings
+
+def has_module(name):
+    """Whether ``name`` can be imported here (without importing it: connlocal_shim imports
+    Django's database layer, which needs settings first)."""
+    try:
+        from importlib.util import find_spec
+    except ImportError:  # Python 2
+        import imp
+
+        try:
+            imp.find_module(name)
+        except ImportError:
+            return False
+        return True
+    return find_spec(name) is not None
+
+
+for needed, what in (("django", "Django (1.2 to 6.1)"), ("connlocal_shim", "connlocal-shim")):
+    if not has_module(needed):
+        sys.stderr.write(
+            "routing_demo.py: this Python (%s, %s) has no %s. Run the demo with a Python that "
+            "has Django and connlocal-shim installed, such as a test env's: "
+            "python3 -m compat_matrix --tests -e py313-django61, then "
+            ".tox/py313-django61/bin/python examples/routing_demo.py\n" % (
+                sys.executable, sys.version.split()[0], what))
+        sys.exit(2)
+
+from django.conf import settings  # noqa: E402
 
 directory = tempfile.mkdtemp(prefix="connlocal-demo-")
 settings.configure(

@@ -188,17 +188,34 @@ def check_postgres(item):
     pytest.skip(postgres_unavailable)
 
 
-# Backend modules whose DatabaseWrapper must lose threading.local, and what each needs.
+def postgresql_backend():
+    """(module, what it needs) of the built-in PostgreSQL backend of this Django: the one
+    postgres_engine() names. Up to Django 2.2, postgresql_psycopg2; Django 3.0 removed that
+    module, and there its absence is not a missing driver: the backend is postgresql, which
+    takes psycopg 3 too since Django 4.2."""
+    engine = postgres_engine()
+    if engine.endswith("postgresql_psycopg2"):
+        return engine + ".base", "psycopg2 (psycopg2-binary)"
+    return engine + ".base", "psycopg2 (psycopg2-binary) or, since Django 4.2, psycopg 3"
+
+
+# Backend modules of this Django whose DatabaseWrapper must lose threading.local, and what each
+# needs: every module listed exists in this Django, so a backend that cannot load lacks what is
+# named here (its driver, a C library), never the module itself.
 BACKENDS = (
     ("django.db.backends.sqlite3.base", "the sqlite3 module"),
-    ("django.db.backends.postgresql_psycopg2.base", "psycopg2 (psycopg2-binary)"),
+    postgresql_backend(),
     ("django.db.backends.mysql.base", "MySQLdb, or PyMySQL installed as MySQLdb"),
     ("django.db.backends.oracle.base", "cx_Oracle (oracledb since Django 5.0)"),
     ("django.db.backends.dummy.base", "nothing"),
-    ("django.contrib.gis.db.backends.postgis.base", "psycopg2 and the GEOS library"),
-    ("django.contrib.gis.db.backends.mysql.base", "MySQLdb and the GEOS library"),
-    ("django.contrib.gis.db.backends.oracle.base", "cx_Oracle and the GEOS library"),
-    ("django.contrib.gis.db.backends.spatialite.base", "the GEOS (and, on newer Djangos, GDAL) library"),
+    ("django.contrib.gis.db.backends.postgis.base",
+     "psycopg2 and the GEOS library (and, on newer Djangos, GDAL)"),
+    ("django.contrib.gis.db.backends.mysql.base",
+     "MySQLdb and the GEOS library (and, on newer Djangos, GDAL)"),
+    ("django.contrib.gis.db.backends.oracle.base",
+     "cx_Oracle (oracledb since Django 5.0) and the GEOS library (and, on newer Djangos, GDAL)"),
+    ("django.contrib.gis.db.backends.spatialite.base",
+     "the GEOS library (and, on newer Djangos, GDAL)"),
 )
 # Where the backport runs, CI installs every driver: a backend that cannot load is a failure.
 REQUIRE_BACKENDS = os.environ.get("CONNLOCAL_SHIM_REQUIRE_BACKENDS") == "1"
@@ -218,10 +235,24 @@ def load_backends():
         except ImportError:
             pass
     for module_name, _ in BACKENDS:
+        if not django_has_module(module_name):
+            backend_errors[module_name] = "this Django has no module %s: not a missing driver, " \
+                "a wrong entry in tests/support.py BACKENDS" % module_name
+            continue
         try:
             __import__(module_name)
         except Exception as error:  # reported by the test of that backend
             backend_errors[module_name] = "%s: %s" % (type(error).__name__, error)
+
+
+def django_has_module(module_name):
+    """Whether this Django ships ``module_name`` (looked up on disk: importing it would load
+    its driver)."""
+    import django
+
+    parts = module_name.split(".")[1:]
+    path = os.path.join(os.path.dirname(django.__file__), *parts)
+    return os.path.isfile(path + ".py") or os.path.isfile(os.path.join(path, "__init__.py"))
 
 
 def start_django():

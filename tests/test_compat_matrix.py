@@ -108,3 +108,237 @@ def test_a_feature_present_but_broken_fails_its_check(key, sabotage, failure):
     result = run_probe_code(SABOTAGE % (sabotage, key))
     assert result["result"] == "failed", result
     assert failure in result["detail"], result
+
+
+# -- the runner, the test command and their tools (Python 3: they run outside the envs) -------
+
+ROOT = os.path.dirname(HERE)
+python3_only = pytest.mark.skipif(
+    sys.version_info[0] < 3,
+    reason="compat_matrix's runner and test command are Python 3 tools (run outside the envs)")
+
+
+@pytest.fixture(scope="module")
+def project_copy(tmpdir_factory):
+    """What the two commands read and write, copied: compat_matrix/, tox.ini, the docs pages
+    with the matrix's blocks, requirements/tox.txt. No .ci/.venv, no connlocal_shim/."""
+    import shutil
+
+    copy = str(tmpdir_factory.mktemp("project"))
+    shutil.copytree(COMPAT_MATRIX, os.path.join(copy, "compat_matrix"),
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("tox.ini", "README.rst", os.path.join("docs", "matrix.rst"),
+                 os.path.join("docs", "diagnostics.rst"), os.path.join("requirements", "tox.txt")):
+        if not os.path.isdir(os.path.dirname(os.path.join(copy, name))):
+            os.makedirs(os.path.dirname(os.path.join(copy, name)))
+        shutil.copy(os.path.join(ROOT, name), os.path.join(copy, name))
+    return copy
+
+
+def run_tool(root, args=None, code=None, env=None):
+    """``python -m compat_matrix ARGS`` (or ``code``, with ``root`` first on sys.path) in the
+    copy; returns (exit code, stdout, stderr)."""
+    environ = dict(os.environ)
+    environ.pop("PYTHONPATH", None)
+    environ.update(env or {})
+    if code is not None:
+        command = [sys.executable, "-c", "import sys; sys.path.insert(0, %r)\n%s" % (root, code)]
+    else:
+        command = [sys.executable, "-m", "compat_matrix"] + list(args)
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               env=environ, cwd=root)
+    out, err = process.communicate()
+    return process.returncode, out.decode("utf-8", "replace"), err.decode("utf-8", "replace")
+
+
+def digests(root, names):
+    import hashlib
+
+    found = {}
+    for name in names:
+        with open(os.path.join(root, name), "rb") as handle:
+            found[name] = hashlib.sha256(handle.read()).hexdigest()
+    return found
+
+
+COMMITTED = ["compat_matrix/MATRIX.rst", "compat_matrix/matrix.html", "docs/matrix.rst",
+             "docs/diagnostics.rst", "compat_matrix/results/py27-django13.json"]
+
+
+@python3_only
+def test_tox_envlist_is_read_as_tox_reads_it(project_copy):
+    code, out, err = run_tool(project_copy, code=(
+        "from compat_matrix import tools\n"
+        "print(tools.split_envlist('py27-django{12,13}\\n  py36-django111, py38-django{22,30}'))\n"
+        "print(tools.expand_braces('py{27,36}-django{1,2}-x'))\n"))
+    assert code == 0, err
+    assert out.splitlines() == [
+        "['py27-django12', 'py27-django13', 'py36-django111', 'py38-django22', 'py38-django30']",
+        "['py27-django1-x', 'py27-django2-x', 'py36-django1-x', 'py36-django2-x']"]
+
+
+@python3_only
+def test_readme_support_table_covers_exactly_the_matrix(project_copy):
+    """Each (Django, Python) pair of the matrix envs is a row of README's short support table
+    ("1.4 - 1.10" spans the matrix's releases between), and no row names another."""
+    import re
+
+    code, out, err = run_tool(project_copy, code=(
+        "from compat_matrix import runner, render\n"
+        "for env in runner.matrix_envs():\n"
+        "    print(render.django_release(env), render.python_release(env))\n"))
+    assert code == 0, err
+    pairs = [tuple(line.split()) for line in out.splitlines()]
+    releases = [django for django, _ in pairs]
+    with open(os.path.join(ROOT, "README.rst")) as handle:
+        readme = handle.read()
+    table = readme[readme.index("\nSupport\n"):readme.index("\nDocumentation\n")]
+    rows = re.findall(r"^(\d[\d., -]*?\d)\s{2,}(\d\.\d+)\s{2,}\S", table, re.M)
+    assert rows, table
+    documented = []
+    for djangos, python in rows:
+        for part in djangos.split(","):
+            if " - " in part:
+                first, last = [release.strip() for release in part.split(" - ")]
+                span = releases[releases.index(first):releases.index(last) + 1]
+            else:
+                span = [part.strip()]
+            documented.extend((django, python) for django in span)
+    assert sorted(documented) == sorted(pairs)
+
+
+@python3_only
+def test_an_interpreter_is_found_in_pyenv_versions_or_on_path_and_a_broken_shim_is_not(
+        project_copy, tmpdir):
+    version = "%d.%d" % sys.version_info[:2]
+    pyenv = tmpdir.mkdir("pyenv")
+    in_pyenv = pyenv.mkdir("versions").mkdir(version + ".99").mkdir("bin").join("python" + version)
+    in_pyenv.mksymlinkto(sys.executable)
+    shims = tmpdir.mkdir("shims")  # a pyenv shim of a version that is not selected
+    shim = shims.join("python" + version)
+    shim.write("#!/bin/sh\necho \"pyenv: python%s: command not found\" >&2\nexit 127\n" % version)
+    shim.chmod(0o755)
+    on_path = tmpdir.mkdir("bin").join("python" + version)
+    on_path.mksymlinkto(sys.executable)
+    empty = str(tmpdir.mkdir("empty"))
+    find = ("from compat_matrix import tools\n"
+            "print(tools.find_interpreter(%r, {'PYENV_ROOT': %r, 'PATH': %r}))\n")
+    cases = [
+        ((str(pyenv), os.pathsep.join([str(shims), str(on_path.dirpath())])), str(in_pyenv)),
+        ((empty, os.pathsep.join([str(shims), str(on_path.dirpath())])), str(on_path)),
+        ((empty, str(shims)), "None"),
+    ]
+    for (root, path), expected in cases:
+        code, out, err = run_tool(project_copy, code=find % (version, root, path))
+        assert code == 0, err
+        assert out.strip() == expected, (root, path)
+
+
+@python3_only
+@pytest.mark.parametrize("args", [
+    ["--tests", "-e", "py27-django13,py313-django61"],
+    ["--django", "1.3,6.1"],
+], ids=["tests", "main-job"])
+def test_a_missing_interpreter_is_named_before_anything_is_built(project_copy, tmpdir, args):
+    nowhere = {"PYENV_ROOT": str(tmpdir.mkdir("no-pyenv")), "PATH": str(tmpdir.mkdir("no-bin"))}
+    code, out, err = run_tool(project_copy, args, env=nowhere)
+    assert code == 2, (out, err)
+    assert "missing interpreters:" in err, err
+    assert "python2.7 (for py27-django13)" in err and "python3.13 (for py313-django61)" in err
+    assert "install Python 2.7 (pyenv install 2.7" in err, err
+    assert out.splitlines()[0].startswith("compat_matrix"), out  # said something at once
+    assert not os.path.exists(os.path.join(project_copy, ".ci")), "it made the tools venv"
+    assert not os.path.exists(os.path.join(project_copy, "build")), "it wrote outputs"
+
+
+@python3_only
+def test_an_unknown_env_is_refused_naming_the_envs(project_copy):
+    code, out, err = run_tool(project_copy, ["--tests", "-e", "py27-django99"])
+    assert code == 2
+    assert "not an env of tox.ini: py27-django99" in err and "py27-django13" in err, err
+
+
+@python3_only
+def test_the_test_command_runs_tox_on_the_envs_with_pytest_arguments(project_copy):
+    code, out, err = run_tool(project_copy, code=(
+        "from compat_matrix import tests_command as t\n"
+        "for argv in (['-e', 'py27-django13', '--', 'tests/test_routing.py', '-x'],\n"
+        "             ['-e', 'a,b', '-e', 'c', '-p', '2'], ['-e', 'a,b', '-p', '1', '-r']):\n"
+        "    o = t.parse(argv)\n"
+        "    print(' '.join(t.tox_command('tox', o.envs, o)))\n"))
+    assert code == 0, err
+    assert out.splitlines() == ["tox -e py27-django13 -- tests/test_routing.py -x",
+                                "tox -e a,b,c -p 2", "tox -e a,b -r"]
+
+
+@python3_only
+def test_the_main_job_leaves_the_committed_files_alone_unless_update(project_copy):
+    before = digests(project_copy, COMMITTED)
+    code, out, err = run_tool(project_copy, ["--render-only", "--no-color"])
+    assert code == 0, err
+    assert digests(project_copy, COMMITTED) == before, "a default run changed committed files"
+    built = os.path.join(project_copy, "build", "compat_matrix", "MATRIX.rst")
+    with open(built) as handle:
+        assert "stored: " in handle.read()
+    # --update writes them from the records: change one record, and its row follows.
+    import json
+
+    path = os.path.join(project_copy, "compat_matrix", "results", "py27-django13.json")
+    with open(path) as handle:
+        record = json.load(handle)
+    record["django"] = "1.3.99"
+    record["commit"] = "feedbee"
+    with open(path, "w") as handle:
+        json.dump(record, handle)
+    code, out, err = run_tool(project_copy, ["--render-only", "--update", "--no-color"])
+    assert code == 0, err
+    for name in ("compat_matrix/MATRIX.rst", "docs/matrix.rst"):
+        with open(os.path.join(project_copy, name)) as handle:
+            text = handle.read()
+        assert "1.3.99" in text and "feedbee" in text, name
+    with open(os.path.join(project_copy, "docs", "diagnostics.rst")) as handle:
+        assert "on Django 1.3.99, Python 2.7" in handle.read()
+
+
+@python3_only
+def test_the_table_marks_rows_probed_in_this_run_and_stored_ones(project_copy):
+    code, out, err = run_tool(project_copy, code=(
+        "from compat_matrix import runner, render\n"
+        "envs = runner.matrix_envs()\n"
+        "records = runner.load(envs)\n"
+        "fresh = {'py27-django13': dict(records[1][1], date='2031-01-02 03:04:05 UTC')}\n"
+        "print(render.terminal_table(runner.load(envs, fresh), fresh=set(fresh)))\n"
+        "print('-- rst --')\n"
+        "print(render.rst_body(runner.load(envs, fresh), fresh=set(fresh)))\n"))
+    assert code == 0, err
+    out, rst = out.split("-- rst --")
+    lines = out.splitlines()
+    row = dict((line.split()[0], line) for line in lines if line[:1].isdigit() and "  " in line)
+    assert "this run" in row["1.3"] and "stored" not in row["1.3"], row["1.3"]
+    assert "stored " in row["1.2"] and "2026-" in row["1.2"], row["1.2"]
+    assert "Rows: 1 probed in this run, 23 from the stored records" in out
+    assert "this run: 2031-01-02" in rst and "stored: 20" in rst
+
+
+@python3_only
+def test_a_quiet_env_still_shows_progress(project_copy):
+    code, out, err = run_tool(project_copy, code=(
+        "import io, sys, threading\n"
+        "from compat_matrix import runner\n"
+        "runner.QUIET_SECONDS = 0.2\n"
+        "seen = threading.Event()\n"
+        "class Out(io.StringIO):\n"
+        "    def write(self, text):\n"
+        "        if 'still py27-django13 building' in text: seen.set()\n"
+        "        return io.StringIO.write(self, text)\n"
+        "captured = sys.stdout = Out()\n"
+        "progress = runner.Progress(1)\n"
+        "progress.say('py27-django13', 'building env', phase='building')\n"
+        "ok = seen.wait(30)\n"
+        "progress.stop()\n"
+        "sys.stdout = sys.__stdout__\n"
+        "print(ok)\n"
+        "print(captured.getvalue())\n"))
+    assert code == 0, err
+    assert out.splitlines()[0] == "True", out  # a line came while the env said nothing
+    assert "still py27-django13 building (0:00)" in out, out  # the env, its phase, how long

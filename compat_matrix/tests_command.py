@@ -1,0 +1,90 @@
+"""``python3 -m compat_matrix --tests``: the project's test command, in one line from a fresh
+clone with nothing exported first.
+
+    python3 -m compat_matrix --tests                        # every env of tox.ini's envlist
+    python3 -m compat_matrix --tests -e py27-django13       # one env (or -e A,B; -e repeats)
+    python3 -m compat_matrix --tests -e py313-django61 -- tests/test_routing.py -x
+    python3 -m compat_matrix --tests --list                 # the envs, one per line
+
+It finds an interpreter for every env it is to run (tools.py: pyenv's versions or PATH, never
+through PYENV_VERSION) and stops naming each missing one, with how to get it, before anything
+is built; then makes its tools venv (.ci/.venv: tox<4 and virtualenv<20.22) if needed and runs
+tox with them: ``tox -e ENVS [-p N] [-- PYTEST ARGS]``. Exits with tox's exit code.
+"""
+import argparse
+import os
+import subprocess
+import sys
+import time
+
+from compat_matrix import tools
+
+
+def say(message):
+    print("compat_matrix --tests: %s" % message)
+    sys.stdout.flush()
+
+
+def parse(argv):
+    if "--" in argv:
+        index = argv.index("--")
+        argv, posargs = argv[:index], argv[index + 1:]
+    else:
+        posargs = []
+    parser = argparse.ArgumentParser(
+        prog="python3 -m compat_matrix --tests",
+        description="Run the test suite through tox, in every env of tox.ini's envlist or in "
+        "those named, with the interpreters and the tools it finds or makes itself. Arguments "
+        "after -- go to pytest (instead of tests/).")
+    parser.add_argument("-e", "--env", action="append", metavar="ENV[,ENV]",
+                        help="only these envs (default: tox.ini's envlist)")
+    parser.add_argument("-p", "--parallel", type=int, metavar="N",
+                        help="envs at a time (default: 1 for one env, else one per CPU)")
+    parser.add_argument("-r", "--recreate", action="store_true", help="re-create the envs")
+    parser.add_argument("--list", action="store_true",
+                        help="print the envs it would run, one per line, and exit")
+    options = parser.parse_args(argv)
+    options.posargs = posargs
+    options.envs = [name for value in options.env or () for name in value.split(",") if name]
+    if options.parallel is not None and options.parallel < 1:
+        parser.error("-p must be 1 or more")
+    return options
+
+
+def tox_command(tox, envs, options):
+    command = [tox, "-e", ",".join(envs)]
+    parallel = options.parallel or (1 if len(envs) == 1 else (os.cpu_count() or 1))
+    if parallel > 1 and len(envs) > 1:
+        command += ["-p", str(parallel)]
+    if options.recreate:
+        command.append("-r")
+    if options.posargs:
+        command += ["--"] + options.posargs
+    return command
+
+
+def main(argv=None):
+    options = parse(sys.argv[1:] if argv is None else argv)
+    started = time.time()
+    try:
+        envs = tools.select_envs(options.envs)
+        if options.list:
+            print("\n".join(envs))
+            return 0
+        say("%d env(s): %s" % (len(envs), " ".join(envs)))
+        tox, environ = tools.prepare(envs, say)
+        # Our own reading of tox.ini chose the interpreters: it must agree with tox's.
+        listed = subprocess.run([tox, "-l"], stdout=subprocess.PIPE, env=environ, cwd=tools.ROOT)
+        envlist = tools.tox_envs()[0]
+        if listed.returncode != 0 or listed.stdout.decode().split() != envlist:
+            raise tools.ToolError("tox -l does not list what compat_matrix/tools.py read in "
+                                  "tox.ini's envlist (%s): %s" % (
+                                      " ".join(envlist), listed.stdout.decode().strip()))
+    except tools.ToolError as error:
+        sys.stderr.write("compat_matrix --tests: %s\n" % error)
+        return 2
+    command = tox_command(tox, envs, options)
+    say("$ %s" % " ".join(["tox"] + command[1:]))
+    code = subprocess.call(command, env=environ, cwd=tools.ROOT)
+    say("tox exited %s after %ds" % (code, time.time() - started))
+    return code
