@@ -6,6 +6,7 @@ after a later ``gevent.monkey.patch_all()`` every greenlet of an OS thread would
 thread and share its connections. Here the patched module attribute is read on every call, and
 :class:`PerThread` keeps one value per identity, freed as that thread or greenlet ends.
 """
+import sys
 import threading
 import weakref
 
@@ -18,6 +19,17 @@ except ImportError:  # Python 3
 def get_ident():
     """The identity of the current thread, or greenlet where gevent/eventlet patched thread."""
     return _thread.get_ident()
+
+
+def current_greenlet():
+    """The current greenlet where gevent or eventlet made a greenlet the unit of identity
+    (their monkey patch of ``thread``), or None."""
+    module = getattr(_thread.get_ident, "__module__", None) or ""
+    if module.startswith(("gevent", "eventlet")):
+        greenlet = sys.modules.get("greenlet")
+        if greenlet is not None:
+            return greenlet.getcurrent()
+    return None
 
 
 def thread_module():
@@ -46,7 +58,8 @@ class PerThread(object):
         self.on_end = on_end
         self.retired = False
         self._locals = {}  # threading.local class in use -> our instance of it
-        self._ends = {}  # identity -> the token of the _End watching it
+        # identity -> the token of its watcher (a greenlet's: the weak reference watching it)
+        self._ends = {}
     def current(self):
         """The current thread's value, made on its first use."""
         ident = _thread.get_ident()
@@ -62,16 +75,22 @@ class PerThread(object):
         return self.by_ident.get(_thread.get_ident())
 
     def _watch(self, ident, value):
-        local_class = threading.local  # read now: gevent/eventlet may have replaced it
+        token = self._ends[ident] = object()
+        green = current_greenlet()
+        if green is not None:
+            # A greenlet's identity (its id) is reused as soon as it is freed, and eventlet's
+            # local keeps the state of the greenlet that used it last until another one does:
+            # watch the greenlet itself, whose weak reference dies before its id can be reused.
+            self._ends[ident] = weakref.ref(green, _greenlet_ended(weakref.ref(self), ident))
+            return
+        local_class = threading.local  # read now: a monkey patch may have replaced it
         local = self._locals.get(local_class)
         if local is None:
             local = self._locals[local_class] = local_class()
-        token = self._ends[ident] = object()
         local.end = _End(weakref.ref(self), ident, token)
 
-    def _ended(self, end):
-        ident = end.ident
-        if self._ends.get(ident) is not end.token:
+    def _ended(self, ident, token):
+        if self._ends.get(ident) is not token:
             return  # a later thread (greenlet) got the same identity: its value is not ours
         del self._ends[ident]
         value = self.by_ident.pop(ident, None)
@@ -98,4 +117,15 @@ class _End(object):
         # what it holds (module globals may be gone), and the owner may be gone already.
         owner = self.owner()
         if owner is not None:
-            owner._ended(self)
+            owner._ended(self.ident, self.token)
+
+
+def _greenlet_ended(owner, ident):
+    """The callback of the weak reference that watches a greenlet (it is also the token)."""
+
+    def ended(reference):
+        per_thread = owner()
+        if per_thread is not None:
+            per_thread._ended(ident, reference)
+
+    return ended
