@@ -29,7 +29,7 @@ def check_pinning_settings(app_configs=None, **kwargs):
     return [
         checks.Error(
             problem,
-            hint="See the README's 'Routing writes' section for the settings.",
+            hint="See the docs' Routing page, 'Routing writes (middleware)', for the settings.",
             obj=SETTING,
             id="connlocal_shim.E001",
         )
