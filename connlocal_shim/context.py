@@ -20,8 +20,9 @@ except ImportError:  # Python < 3.7: per-thread routing only
 # Each thread's (greenlet's) list of route_connections frames, outermost first.
 THREAD_FRAMES = PerThread(list)
 
-# The context's overlay {alias: target}; under the key None, the frames of the context's open
-# blocks (a tuple, outermost first): one ContextVar, set once per block entered or left.
+# The context's overlay {alias: target}; under the key None, its innermost open block's frame,
+# which links to the overlay below it (a compact frame is a tuple (block, overlay below); a
+# routing._Frame has it as previous_routes): one ContextVar, set once per block entered or left.
 FRAMES = None
 if contextvars is not None:
     ROUTES = contextvars.ContextVar("connlocal_shim_routes", default=None)
@@ -30,8 +31,15 @@ else:
 
 
 def context_frames(routes):
-    """The frames kept in an overlay (see ROUTES)."""
-    return routes.get(FRAMES, ()) if routes else ()
+    """The frames of an overlay's open blocks, outermost first (see ROUTES)."""
+    chain = []
+    frame = routes.get(FRAMES) if routes else None
+    while frame is not None:
+        chain.append(frame)
+        below = frame[1] if type(frame) is tuple else frame.previous_routes
+        frame = below.get(FRAMES) if below else None
+    chain.reverse()
+    return tuple(chain)
 
 
 class OwnAlias(object):

@@ -32,6 +32,7 @@ from connlocal_shim.identity import PerThread, get_ident, thread_module
 from connlocal_shim.wrappers import proxied_alias
 
 _thread = thread_module()  # its get_ident is read at each call (gevent/eventlet may patch it)
+_ROUTES, _FRAMES = context.ROUTES, context.FRAMES
 
 logger = logging.getLogger("connlocal_shim")
 
@@ -395,10 +396,13 @@ def _fast_mode():
     """(handler, where a simple block can route directly): the backport's storage, or
     _PER_CONTEXT where the overlay is in place, or None elsewhere (Django 1.4-2.2's own
     threading.local, the backport not installed...). Decided once per handler state."""
-    handler = _handler()
+    try:  # _handler(), without the call
+        handler = _modules["db"].connections
+    except KeyError:
+        handler = _handler()
     storage = handler.__dict__.get("_connections")
     cached = _fast_cache[0]
-    if cached[0] is storage and cached[1] is handler.__class__:
+    if cached[0] is storage and cached[1] is handler.__class__ and cached[3] is handler:
         return handler, cached[2]
     if isinstance(storage, ThreadConnections):
         mode = storage
@@ -408,11 +412,46 @@ def _fast_mode():
         mode = _PER_CONTEXT
     else:
         mode = None
-    _fast_cache[0] = (storage, handler.__class__, mode)
+    _fast_cache[0] = (storage, handler.__class__, mode, handler)
     return handler, mode
 
 
-_fast_cache = [(None, None, None)]
+_fast_cache = [(None, None, None, None)]
+
+
+def _thread_frames():
+    """The current thread's frames, each a _Frame: the compact frames of the fast path are
+    made into ones, in place."""
+    frames = THREAD_FRAMES.current()
+    for index, frame in enumerate(frames):
+        if type(frame) is tuple:
+            block, saved, wrappers, routed, ident = frame
+            frames[index] = _Frame(
+                block, False, list(routed.items()), [list(entry) for entry in saved], ident
+            )
+    return frames
+
+
+def _context_frames():
+    """The context's frames, each a _Frame: where the fast path left compact frames, the
+    overlay is made again, level by level, with _Frames, so that they keep their identity."""
+    routes = context.ROUTES.get()
+    frames = context.context_frames(routes)
+    if not any(type(frame) is tuple for frame in frames):
+        return frames
+    first = frames[0]
+    rebuilt = first[1] if type(first) is tuple else first.previous_routes
+    full = []
+    for frame in frames:
+        if type(frame) is tuple:
+            block = frame[0]
+            frame = _Frame(block, True, list(block._overlay.items()))
+        frame.previous_routes = rebuilt
+        rebuilt = _merge(rebuilt, frame.resolved)
+        rebuilt[_FRAMES] = frame
+        full.append(frame)
+    context.ROUTES.set(rebuilt)
+    return tuple(full)
 
 
 class _RoutedTo(object):
@@ -473,7 +512,7 @@ class _RoutedTo(object):
 def _merge(routes, resolved):
     merged = dict(routes or {})
     merged.update(resolved)
-    merged.pop(context.FRAMES, None)
+    merged.pop(_FRAMES, None)
     return merged
 
 
@@ -508,6 +547,7 @@ class RouteConnections(object):
         self._checked = None  # the handler whose DATABASES the aliases were found in
         self._plan = None
         self._overlay = None  # per context: the block's {alias: target}, made once
+        self._routed_to = None  # per context: what `with` gives (looked up when read)
 
     def __repr__(self):
         parts = ["%s=%r" % item for item in self.aliases]
@@ -524,7 +564,7 @@ class RouteConnections(object):
         the alias strings again (a generator resumed in another thread), keep the rest."""
         configured = _configured(handler)
         per_context = frame.per_context
-        frames = None if per_context else THREAD_FRAMES.current()
+        frames = None if per_context else _thread_frames()
         previous = dict(frame.resolved)
         resolved = []
         for (alias, value), kind in zip(self.aliases, self.kinds):
@@ -582,11 +622,11 @@ class RouteConnections(object):
         if frame.per_context:
             routes = frame.previous_routes = context.ROUTES.get()
             merged = _merge(routes, frame.resolved)
-            merged[context.FRAMES] = context.context_frames(routes) + (frame,)
+            merged[context.FRAMES] = frame
             context.ROUTES.set(merged)
         else:
             handler = _handler()
-            frames = THREAD_FRAMES.current()
+            frames = _thread_frames()
             if frame.ident != get_ident():  # a generator resumed in another thread
                 self._resolve(handler, frame, only_aliases=True)
             saved = []
@@ -607,7 +647,7 @@ class RouteConnections(object):
         context): each alias gets back what it pointed to before the block, or, where a later
         block re-pointed it too, that block will restore it when it ends."""
         if frame.per_context:
-            frames = context.context_frames(context.ROUTES.get())
+            frames = _context_frames()
             index = _index(frames, frame)
             if index is None:
                 raise RuntimeError(
@@ -615,14 +655,13 @@ class RouteConnections(object):
                     "one that entered it; routing there is unchanged" % self
                 )
             routes = frame.previous_routes
-            for position in range(index + 1, len(frames)):  # blocks entered after it, open
-                later = frames[position]
+            for later in frames[index + 1:]:  # blocks entered after it, still open
                 later.previous_routes = routes
                 routes = _merge(routes, later.resolved)
-                routes[context.FRAMES] = frames[:index] + frames[index + 1:position + 1]
+                routes[context.FRAMES] = later
             context.ROUTES.set(routes)
         else:
-            frames = THREAD_FRAMES.current()
+            frames = _thread_frames()
             index = _index(frames, frame)
             if index is None:
                 raise RuntimeError(
@@ -661,10 +700,10 @@ class RouteConnections(object):
 
     def _innermost_frame(self):
         if context.ROUTES is not None:
-            for frame in reversed(context.context_frames(context.ROUTES.get())):
+            for frame in reversed(_context_frames()):
                 if frame.block is self:
                     return frame
-        frames = THREAD_FRAMES.peek() or ()
+        frames = _thread_frames() if THREAD_FRAMES.peek() else ()
         for frame in reversed(frames):
             if frame.block is self:
                 return frame
@@ -725,18 +764,67 @@ class RouteConnections(object):
 
     def __enter__(self):
         if self._simple:
-            handler, mode = _fast_mode()
+            # _fast_mode(), without the call while nothing changed
+            cached = _fast_cache[0]
+            handler = cached[3]
+            if handler is None or handler.__dict__.get("_connections") is not cached[0] or (
+                handler.__class__ is not cached[1]
+            ):
+                handler, mode = _fast_mode()
+            else:
+                mode = cached[2]
             if mode is _PER_CONTEXT:
+                if self._overlay is not None and self._checked is handler:
+                    # _enter_context_fast(), without the call
+                    routes = _ROUTES.get()
+                    if routes:
+                        merged = dict(routes)
+                        merged.update(self._overlay)
+                    else:
+                        merged = self._overlay.copy()
+                    merged[_FRAMES] = (self, routes)
+                    _ROUTES.set(merged)
+                    return self._routed_to
                 return self._enter_context_fast(handler)
             if mode is not None:
-                frame = self._enter_storage_fast(handler, mode)
-                if frame is not None:
-                    return dict(frame.resolved)
+                # The backport's storage: written directly, as its __setitem__ would.
+                ident = _thread.get_ident()
+                wrappers = mode.by_ident.get(ident)
+                frames = THREAD_FRAMES.by_ident.get(ident)
+                plan = self._plan if self._checked is handler else self._fast_plan(handler)
+                if wrappers is not None and not frames and plan is not None:
+                    routed, saved = {}, []
+                    for alias, value, is_alias in plan:
+                        routed[alias] = (
+                            (wrappers.get(value) or handler[value]) if is_alias else value
+                        )
+                        saved.append((alias, wrappers.get(alias) or handler[alias]))
+                    wrappers.update(routed)
+                    if frames is None:
+                        frames = THREAD_FRAMES.current()
+                    # A compact frame; _thread_frames() makes it a _Frame if the general path
+                    # ever needs it.
+                    frames.append((self, saved, wrappers, routed, ident))
+                    return routed
         return self.enter()
 
     def __exit__(self, exc_type, exc_value, traceback):
-        if self._simple and self._exit_fast():
-            return False
+        if self._simple:
+            routes = _ROUTES.get() if _ROUTES is not None else None
+            if routes:  # its compact frame, innermost in the context
+                frame = routes.get(_FRAMES)
+                if type(frame) is tuple and frame[0] is self:
+                    _ROUTES.set(frame[1])
+                    return False
+            frames = THREAD_FRAMES.by_ident.get(_thread.get_ident())
+            if frames:  # its compact frame, innermost in the thread
+                frame = frames[-1]
+                if type(frame) is tuple and frame[0] is self:
+                    del frames[-1]
+                    wrappers = frame[2]
+                    for alias, previous in reversed(frame[1]):
+                        wrappers[alias] = previous
+                    return False
         self.exit(body_failed=exc_type is not None)
         return False
 
@@ -757,68 +845,15 @@ class RouteConnections(object):
             self._plan, self._checked = plan, handler
         return self._plan
 
-    def _enter_storage_fast(self, handler, storage):
-        ident = _thread.get_ident()
-        wrappers = storage.by_ident.get(ident)
-        if wrappers is None or THREAD_FRAMES.by_ident.get(ident):
-            return None  # the thread's first use, or nested: the general path
-        plan = self._fast_plan(handler)
-        if plan is None:
-            return None
-        resolved, saved = [], []
-        for alias, value, is_alias in plan:
-            target = (wrappers.get(value) or handler[value]) if is_alias else value
-            resolved.append((alias, target))
-            saved.append([alias, wrappers.get(alias) or handler[alias]])  # opened if it was not
-        for alias, target in resolved:
-            wrappers[alias] = target
-        frame = _Frame(self, False, resolved, saved, ident)
-        THREAD_FRAMES.current().append(frame)
-        return frame
-
     def _enter_context_fast(self, handler):
-        overlay = self._overlay
-        if overlay is None or self._checked is not handler:
-            if self._fast_plan(handler) is None:
-                return self.enter()
-            overlay = self._overlay = dict(
-                (alias, context.OwnAlias(value) if is_alias else value)
-                for alias, value, is_alias in self._plan
-            )
-        routes = context.ROUTES.get()
-        frame = _Frame(self, True, list(overlay.items()), previous_routes=routes)
-        merged = dict(routes) if routes else {}
-        merged.update(overlay)
-        merged[context.FRAMES] = context.context_frames(routes) + (frame,)
-        context.ROUTES.set(merged)
-        return _RoutedTo(handler, frame.resolved)
-
-    def _exit_fast(self):
-        """Leave the innermost frame of this block if it is the innermost of all (the case of
-        a `with` block); False to leave it the general way."""
-        if context.ROUTES is not None:
-            routes = context.ROUTES.get()
-            if routes:
-                frames = routes.get(context.FRAMES)
-                if frames and frames[-1].block is self:
-                    frame = frames[-1]
-                    frame.active = False
-                    context.ROUTES.set(frame.previous_routes)
-                    return True
-        frames = THREAD_FRAMES.by_ident.get(_thread.get_ident())
-        if not frames or frames[-1].block is not self:
-            return False
-        storage = _fast_mode()[1]
-        if storage is None or storage is _PER_CONTEXT:
-            return False
-        wrappers = storage.by_ident.get(frames[-1].ident)
-        if wrappers is None:
-            return False
-        frame = frames.pop()
-        for alias, previous in reversed(frame.saved):
-            wrappers[alias] = previous
-        frame.active = False
-        return True
+        if self._fast_plan(handler) is None:
+            return self.enter()
+        self._overlay = dict(
+            (alias, context.OwnAlias(value) if is_alias else value)
+            for alias, value, is_alias in self._plan
+        )
+        self._routed_to = _RoutedTo(handler, list(self._overlay.items()))
+        return self.__enter__()
 
     # -- as a decorator ---------------------------------------------------------------------
 
@@ -951,6 +986,13 @@ else:  # Python 2 cannot parse async def
     _aio = None
 
 
+# route_connections() of alias strings only gives the same block for the same arguments: a block
+# holds no state of its own between uses (its frames are the thread's or the context's), and a
+# view's `with route_connections(default="master"):` then costs what a block made once does.
+_BLOCKS = {}
+_BLOCKS_KEPT = 256
+
+
 def route_connections(close_connections=False, **aliases):
     """Re-point database aliases for the current thread (or async task) only, for a block or a
     function call; a decorator and a context manager (``with`` and ``async with``).
@@ -983,4 +1025,18 @@ def route_connections(close_connections=False, **aliases):
         def edit(request):
             ...
     """
-    return RouteConnections(close_connections=close_connections, **aliases)
+    try:
+        if len(aliases) == 1:
+            key = (close_connections,) + tuple(aliases.items())
+        else:
+            key = (close_connections,) + tuple(sorted(aliases.items()))
+        block = _BLOCKS.get(key)
+    except TypeError:  # a value that cannot be a key
+        return RouteConnections(close_connections=close_connections, **aliases)
+    if block is None:
+        block = RouteConnections(close_connections=close_connections, **aliases)
+        if all(isinstance(value, string_types) for value in aliases.values()):
+            if len(_BLOCKS) >= _BLOCKS_KEPT:
+                _BLOCKS.clear()
+            _BLOCKS[key] = block
+    return block
