@@ -8,6 +8,8 @@ import functools
 import inspect
 import sys
 
+from connlocal_shim.routing import RoutedSteps  # defined before routing imports this module
+
 
 async def aenter(self):
     return self.enter()
@@ -77,15 +79,9 @@ def routed_result(route, result):
     return result
 
 
-class RoutedAsyncGenerator(object):
+class RoutedAsyncGenerator(RoutedSteps):
     """An async generator whose code runs with a block's routing, step by step (see
     routing.RoutedGenerator): between steps the consumer keeps its own routing."""
-
-    def __init__(self, route, generator):
-        self._route = route
-        self._generator = generator
-        self._frame = None
-        self._done = False
 
     def __aiter__(self):
         return self
@@ -132,9 +128,3 @@ class RoutedAsyncGenerator(object):
             raise
         route.suspend(self._frame)
         return value
-
-    def __getattr__(self, name):  # ag_frame, ag_running, ag_code...
-        return getattr(self._generator, name)
-
-    def __repr__(self):
-        return "<%r of %r>" % (self._route, self._generator)

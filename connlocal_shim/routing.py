@@ -648,12 +648,7 @@ class RouteConnections(object):
         block re-pointed it too, that block will restore it when it ends."""
         if frame.per_context:
             frames = _context_frames()
-            index = _index(frames, frame)
-            if index is None:
-                raise RuntimeError(
-                    "connlocal_shim: %r was left in another context (asyncio task) than the "
-                    "one that entered it; routing there is unchanged" % self
-                )
+            index = self._position(frames, frame, "context (asyncio task)")
             routes = frame.previous_routes
             for later in frames[index + 1:]:  # blocks entered after it, still open
                 later.previous_routes = routes
@@ -662,12 +657,7 @@ class RouteConnections(object):
             context.ROUTES.set(routes)
         else:
             frames = _thread_frames()
-            index = _index(frames, frame)
-            if index is None:
-                raise RuntimeError(
-                    "connlocal_shim: %r was left in another thread than the one that entered "
-                    "it; routing there is unchanged" % self
-                )
+            index = self._position(frames, frame, "thread")
             handler = _handler()
             above = frames[index + 1:]
             for alias, previous in reversed(frame.saved):
@@ -680,6 +670,16 @@ class RouteConnections(object):
                     handler[alias] = previous
             del frames[index]
         frame.active = False
+
+    def _position(self, frames, frame, where):
+        """Where ``frame`` is in ``frames``, or RuntimeError: it was left elsewhere."""
+        index = _index(frames, frame)
+        if index is None:
+            raise RuntimeError(
+                "connlocal_shim: %r was left in another %s than the one that entered it; "
+                "routing there is unchanged" % (self, where)
+            )
+        return index
 
     def exit(self, body_failed=False):
         """Point every alias back where it pointed before enter(), in reverse order."""
@@ -908,16 +908,27 @@ except AttributeError:
     _ClassType = None
 
 
-class RoutedGenerator(object):
-    """A generator whose code runs with a block's routing: each step puts the routing in place
-    and takes it away again, so that between steps the consumer keeps its own; the block's
-    connections (a factory's) last for the whole iteration and are disposed of at its end."""
+class RoutedSteps(object):
+    """What RoutedGenerator and the async one (_aio.RoutedAsyncGenerator) share: the block,
+    the generator, and the frame of its routing, made at its first step."""
 
     def __init__(self, route, generator):
         self._route = route
         self._generator = generator
         self._frame = None
         self._done = False
+
+    def __getattr__(self, name):  # gi_frame, gi_running, ag_code...
+        return getattr(self._generator, name)
+
+    def __repr__(self):
+        return "<%r of %r>" % (self._route, self._generator)
+
+
+class RoutedGenerator(RoutedSteps):
+    """A generator whose code runs with a block's routing: each step puts the routing in place
+    and takes it away again, so that between steps the consumer keeps its own; the block's
+    connections (a factory's) last for the whole iteration and are disposed of at its end."""
 
     def __iter__(self):
         return self
@@ -970,11 +981,6 @@ class RoutedGenerator(object):
         if self._frame is not None and not self._done:
             self.close()  # its finally blocks run routed, its connections are disposed of
 
-    def __getattr__(self, name):  # gi_frame, gi_running, gi_code...
-        return getattr(self._generator, name)
-
-    def __repr__(self):
-        return "<%r of %r>" % (self._route, self._generator)
 
 
 if sys.version_info >= (3, 5):
