@@ -347,12 +347,15 @@ def captured_wrapper_proxy_class(original_class, alias, storage, handler):
         except KeyError:
             return handler[alias]
 
-    def __getattribute__(self, name):
+    # The hot path of every django.db.connection.<attr>: what it needs is bound as defaults
+    # (local variables, cheaper to read than globals and builtins).
+    def __getattribute__(self, name, by_ident=by_ident, thread=thread, alias=alias,
+                         refused=_REFUSED, getattr=getattr):
         try:
             wrapper = by_ident[thread.get_ident()][alias]
         except KeyError:
             wrapper = handler[alias]
-        if name in _REFUSED:
+        if name in refused:
             return _refuse_copy
         return getattr(wrapper, name)
 
