@@ -548,6 +548,8 @@ class RouteConnections(object):
         self._plan = None
         self._overlay = None  # per context: the block's {alias: target}, made once
         self._routed_to = None  # per context: what `with` gives (looked up when read)
+        self._overlay_for = None  # the handler the overlay was made for, and its class
+        self._overlay_class = None
 
     def __repr__(self):
         parts = ["%s=%r" % item for item in self.aliases]
@@ -763,30 +765,30 @@ class RouteConnections(object):
     # each costs.
 
     def __enter__(self):
+        handler = self._overlay_for
+        if handler is not None and handler.__class__ is self._overlay_class:
+            # Per context, the overlay made for this block: _enter_context_fast(), inline.
+            routes = _ROUTES.get()
+            if routes:
+                merged = dict(routes)
+                merged.update(self._overlay)
+            else:
+                merged = self._overlay.copy()
+            merged[_FRAMES] = (self, routes)
+            _ROUTES.set(merged)
+            return self._routed_to
         if self._simple:
             # _fast_mode(), without the call while nothing changed
+            # (install, uninstall and the overlay all change the handler's class)
             cached = _fast_cache[0]
             handler = cached[3]
-            if handler is None or handler.__dict__.get("_connections") is not cached[0] or (
-                handler.__class__ is not cached[1]
-            ):
+            if handler is None or handler.__class__ is not cached[1]:
                 handler, mode = _fast_mode()
             else:
                 mode = cached[2]
             if mode is _PER_CONTEXT:
-                if self._overlay is not None and self._checked is handler:
-                    # _enter_context_fast(), without the call
-                    routes = _ROUTES.get()
-                    if routes:
-                        merged = dict(routes)
-                        merged.update(self._overlay)
-                    else:
-                        merged = self._overlay.copy()
-                    merged[_FRAMES] = (self, routes)
-                    _ROUTES.set(merged)
-                    return self._routed_to
                 return self._enter_context_fast(handler)
-            if mode is not None:
+            if mode is not None and handler.__dict__.get("_connections") is mode:
                 # The backport's storage: written directly, as its __setitem__ would.
                 ident = _thread.get_ident()
                 wrappers = mode.by_ident.get(ident)
@@ -809,13 +811,14 @@ class RouteConnections(object):
         return self.enter()
 
     def __exit__(self, exc_type, exc_value, traceback):
-        if self._simple:
-            routes = _ROUTES.get() if _ROUTES is not None else None
+        if self._overlay_for is not None:
+            routes = _ROUTES.get()
             if routes:  # its compact frame, innermost in the context
                 frame = routes.get(_FRAMES)
                 if type(frame) is tuple and frame[0] is self:
                     _ROUTES.set(frame[1])
                     return False
+        elif self._simple:
             frames = THREAD_FRAMES.by_ident.get(_thread.get_ident())
             if frames:  # its compact frame, innermost in the thread
                 frame = frames[-1]
@@ -853,6 +856,7 @@ class RouteConnections(object):
             for alias, value, is_alias in self._plan
         )
         self._routed_to = _RoutedTo(handler, list(self._overlay.items()))
+        self._overlay_for, self._overlay_class = handler, handler.__class__
         return self.__enter__()
 
     # -- as a decorator ---------------------------------------------------------------------
