@@ -148,6 +148,8 @@ class PgBouncer(object):
         for name, target in sorted(self.databases.items()):
             lines.append("%s = host=%s port=%d dbname=%s" % (
                 name, HOST, self.cluster.port, target))
+        # Any other database of the cluster, by its own name (a test's extra database).
+        lines.append("* = host=%s port=%d" % (HOST, self.cluster.port))
         lines += [
             "[pgbouncer]",
             "listen_addr = %s" % HOST,

@@ -12,6 +12,7 @@ run on all of them (support.parametrize_over_databases, support.SERVER_KINDS):
                          connection a moment after its client closed it, and says nothing
     backend_id_sql(alias)  the SQL expression of the server session running a statement
     transaction(alias)   a transaction around a block, on any Django, rolled back or committed
+    extra_alias(name, like, **changes)   an alias added to DATABASES for one test
 """
 import contextlib
 import socket
@@ -174,3 +175,31 @@ def transaction(alias, commit=False):
         raise
     finally:
         django_transaction.leave_transaction_management(using=alias)
+
+
+@contextlib.contextmanager
+def extra_alias(name, like, **changes):
+    """Add alias ``name`` to DATABASES for the block: the settings of alias ``like`` with
+    ``changes`` (OPTIONS, NAME...). The calling thread's connection to it is closed at the end.
+    Give each use a name of its own: Django 1.2-1.5 keep a thread's wrapper for an alias until
+    the thread ends, with the settings it was made with."""
+    from django.conf import settings
+    from django.db import connections
+
+    if name in connections.databases:
+        raise ValueError("servers.extra_alias: %r is in DATABASES already" % name)
+    entry = dict(connections.databases[like])
+    for key in ("OPTIONS", "TEST"):
+        if key in entry:
+            entry[key] = dict(entry[key])
+    entry.update(changes)
+    for databases in (connections.databases, settings.DATABASES):
+        databases[name] = entry
+    try:
+        yield name
+    finally:
+        try:
+            connections[name].close()
+        finally:
+            for databases in (connections.databases, settings.DATABASES):
+                databases.pop(name, None)
