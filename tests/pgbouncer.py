@@ -38,6 +38,11 @@ EXTRA_DIRECTORIES = ("/usr/sbin", "/usr/local/sbin")
 # Enough server connections per pool for the tests' 8 threads at once, each in a transaction,
 # plus the test's own; fewer than the stress project's 16 threads, which then share them.
 POOL_SIZE = 12
+# A writing request of the stress project holds two connections to master at once (its
+# transaction's and separate_connection's): a pool smaller than twice the threads can have
+# every server connection held by a transaction waiting for a second one (a deadlock that
+# ends with query_wait_timeout). Master's pool gets that many (support.start_pgbouncer).
+STRESS_THREADS = 16
 MAX_CLIENTS = 400
 SETTINGS = (
     ("pool_mode", "transaction"),
@@ -93,6 +98,7 @@ class PgBouncer(object):
         self.port = None
         self.version = None
         self.databases = {}
+        self.pool_sizes = {}
         self._process = None
 
     @property
@@ -107,9 +113,10 @@ class PgBouncer(object):
     def pid_file(self):
         return os.path.join(self.directory, "pgbouncer.pid")
 
-    def start(self, databases):
+    def start(self, databases, pool_sizes=None):
         """Start PgBouncer with ``databases`` ({name clients use: the cluster's database}) in
-        transaction pooling mode; returns self, or stops and raises PgBouncerError."""
+        transaction pooling mode, each pooling POOL_SIZE server connections or what
+        ``pool_sizes`` ({name: size}) says; returns self, or stops and raises PgBouncerError."""
         if self.directory is not None:
             raise PgBouncerError("this PgBouncer is already started, in %s" % self.directory)
         if self.cluster is None or self.cluster.port is None:
@@ -121,6 +128,7 @@ class PgBouncer(object):
             self.directory = tempfile.mkdtemp(
                 prefix=DIRECTORY_PREFIX, dir=os.environ.get("CONNLOCAL_SHIM_POSTGRES_TMPDIR"))
             self.databases = dict(databases)
+            self.pool_sizes = dict(pool_sizes or {})
             with open(os.path.join(self.directory, "userlist.txt"), "w") as handle:
                 handle.write('"%s" ""\n' % USER)  # trust: the user must still be listed
             if account is not None:
@@ -146,8 +154,8 @@ class PgBouncer(object):
     def _write_ini(self):
         lines = ["; connlocal-shim tests (tests/pgbouncer.py)", "[databases]"]
         for name, target in sorted(self.databases.items()):
-            lines.append("%s = host=%s port=%d dbname=%s" % (
-                name, HOST, self.cluster.port, target))
+            lines.append("%s = host=%s port=%d dbname=%s pool_size=%d" % (
+                name, HOST, self.cluster.port, target, self.pool_sizes.get(name, POOL_SIZE)))
         # Any other database of the cluster, by its own name (a test's extra database).
         lines.append("* = host=%s port=%d" % (HOST, self.cluster.port))
         lines += [

@@ -304,7 +304,8 @@ def start_pgbouncer():
         for database in sorted(PGBOUNCER_DATABASES.values()):
             postgres_cluster._psql('CREATE DATABASE "%s"' % database)
         server = pgbouncer.PgBouncer(program, postgres_cluster).start(
-            dict((database, database) for database in PGBOUNCER_DATABASES.values()))
+            dict((database, database) for database in PGBOUNCER_DATABASES.values()),
+            pool_sizes={PGBOUNCER_DATABASES["master"]: 2 * pgbouncer.STRESS_THREADS})
     except (pg_cluster.ClusterError, pgbouncer.PgBouncerError) as error:
         pgbouncer_unavailable = "the throwaway PgBouncer did not start: %s" % error
         return {}
