@@ -187,6 +187,23 @@ def shim_state():
     return state
 
 
+def present_labels(tests_dir, labels):
+    """The labels of ``labels`` (app names, or app.TestCase...) whose app is one of this suite's:
+    a directory of modeltests/ or regressiontests/, or a django.contrib app. runtests.py stops
+    at an unknown one, and the two suites do not have the same apps."""
+    import django.contrib
+
+    contrib = os.path.dirname(os.path.abspath(django.contrib.__file__))
+    found = []
+    for label in labels:
+        app = label.split(".")[0]
+        if any(os.path.isdir(os.path.join(directory, app)) for directory in (
+                os.path.join(tests_dir, "modeltests"), os.path.join(tests_dir, "regressiontests"),
+                contrib)):
+            found.append(label)
+    return found
+
+
 def fix_psycopg2_autocommit():
     """Django 1.2/1.3 create and destroy a test database after switching the connection to
     autocommit with ``connection.autocommit = True`` where the DB-API connection has that
@@ -346,6 +363,15 @@ def run_suite(sdist, version, with_shim, labels, verbosity, timeout, workdir, da
         command.append("--fix-psycopg2-autocommit")
     if with_shim:
         command.append("--with-shim")
+    if labels:
+        kept = present_labels(tests_dir, labels)
+        if kept != list(labels):
+            print("== not in Django %s's suite, left out: %s" % (
+                version, " ".join(label for label in labels if label not in kept)))
+        if not kept:
+            raise SystemExit("django_suite: none of the labels %s is in Django %s's suite"
+                             % (" ".join(labels), version))
+        labels = kept
     command.extend(labels)
     print("== Django %s's suite on %s %s connlocal_shim" % (
         version, database, "with" if with_shim else "without"))
