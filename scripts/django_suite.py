@@ -33,10 +33,14 @@ autocommit as Django 1.2/1.3 cannot: a rollback first (see fix_psycopg2_autocomm
 Nothing of Django's is changed on disk or in code, except ``settings.TEST_RUNNER``: a
 ``DjangoTestSuiteRunner`` whose result also records each test's outcome.  It prints both runs'
 totals, the tests that fail or err with the shim and pass without it (regressions: there must
-be none), and those that only fail without it.  With ``--junitxml`` it writes one testcase per
-Django test and database (one ``<testsuite>`` per database), as it came out with the shim: a regression is a failure, a test that also fails
-without the shim is skipped ("fails without connlocal_shim too: ..."), Django's own skips stay
-skips.
+be none), and those that only fail without it.  One test is expected to fail with the shim
+only: Django 1.2/1.3's ``ConnectionCreatedSignalTest.test_signal`` (run on the server
+databases) checks ``django.db.connection``'s identity, which ticket #17258 changed, and which
+Django 1.4 stopped checking (EXPECTED_WITH_17258: counted apart, and a regression still if it
+fails at another line).  With ``--junitxml`` it writes one testcase per Django test and
+database (one ``<testsuite>`` per database), as it came out with the shim: a regression is a
+failure, a test that also fails without the shim is skipped ("fails without connlocal_shim
+too: ..."), as is an expected one, Django's own skips stay skips.
 
 Exit status: 0 when both runs ran tests, the shim was installed in the second and no test
 regressed; 1 otherwise.  LABELs (e.g. ``basic transactions``) are handed to runtests.py, to
@@ -74,6 +78,18 @@ SKIPPED = "skipped"
 EXPECTED_FAILURE = "expected failure"
 UNEXPECTED_SUCCESS = "unexpected success"
 BAD_OUTCOMES = (FAILURE, ERROR, UNEXPECTED_SUCCESS)
+
+# Tests that must fail with the backport, because they check what ticket #17258 changed, and
+# that Django 1.4 changed itself: {test id: (a line their failure's traceback must show, why)}.
+# Any other failure of theirs is a regression like any.
+EXPECTED_WITH_17258 = {
+    "regressiontests.backends.tests.ConnectionCreatedSignalTest.test_signal": (
+        'self.assertTrue(data["connection"] is connection)',
+        "compares connection_created's wrapper with django.db.connection by identity; with "
+        "#17258 django.db.connection is a proxy of the thread's wrapper, and Django 1.4 compares "
+        "their DB-API connections instead (data[\"connection\"].connection is "
+        "connection.connection)"),
+}
 
 # A whole suite runs in under 2 minutes here; a run still going after this has hung.
 DEFAULT_RUN_TIMEOUT = 20 * 60
@@ -448,22 +464,34 @@ def describe_totals(outcomes, duration, cpu):
 
 def compare(without, with_shim):
     """Sort every test of either run: regressions, fixed, bad in both, missing with the shim."""
-    regressions, fixed, bad_in_both, missing, new = [], [], [], [], []
+    regressions, fixed, bad_in_both, missing, new, expected = [], [], [], [], [], []
     for key in without["order"]:
         outcome, _ = without["outcomes"][key]
         if key not in with_shim["outcomes"]:
             missing.append(key)
             continue
-        shim_outcome, _ = with_shim["outcomes"][key]
+        shim_outcome, shim_detail = with_shim["outcomes"][key]
         if shim_outcome in BAD_OUTCOMES:
-            (bad_in_both if outcome in BAD_OUTCOMES else regressions).append(key)
+            if outcome in BAD_OUTCOMES:
+                bad_in_both.append(key)
+            elif expected_with_17258(key, shim_detail):
+                expected.append(key)
+            else:
+                regressions.append(key)
         elif outcome in BAD_OUTCOMES:
             fixed.append(key)
     for key in with_shim["order"]:
         if key not in without["outcomes"]:
             new.append(key)
     return dict(regressions=regressions, fixed=fixed, bad_in_both=bad_in_both,
-                missing=missing, new=new)
+                missing=missing, new=new, expected=expected)
+
+
+def expected_with_17258(key, detail):
+    """Whether a test that fails only with the shim is one of EXPECTED_WITH_17258, failing at
+    the assertion Django 1.4 changed."""
+    known = EXPECTED_WITH_17258.get(key.split(u" (", 1)[0])
+    return known is not None and known[0] in _text(detail)
 
 
 def junit_case(suite, key, elapsed=None):
@@ -490,6 +518,7 @@ def junit_suite(root, name, without, with_shim, comparison, shim_ok, shim_messag
     counts = dict(tests=0, failures=0, errors=0, skipped=0)
     regressions = set(comparison["regressions"])
     bad_in_both = set(comparison["bad_in_both"])
+    expected = set(comparison["expected"])
 
     def add(key, kind, message=u"", body=u""):
         case = junit_case(suite, key)
@@ -512,6 +541,9 @@ def junit_suite(root, name, without, with_shim, comparison, shim_ok, shim_messag
             before = without["outcomes"][key][0]
             add(key, "failure", u"regression: %s with connlocal_shim, %s without it: %s"
                 % (outcome, before, _last_line(detail)), detail)
+        elif key in expected:
+            add(key, "skipped", u"fails with connlocal_shim as expected (#17258): %s"
+                % EXPECTED_WITH_17258[key.split(u" (", 1)[0]][1])
         elif key in bad_in_both:
             before = without["outcomes"][key][1]
             add(key, "skipped", u"fails without connlocal_shim too: %s" % _last_line(before))
@@ -664,9 +696,10 @@ def main(argv=None):
         if without is None:
             print("%-9s not run: %s" % (database, what))
             continue
-        print("%-9s %s: bad %d / %d / %d new (%d tests; %s)" % (
+        print("%-9s %s: failing %d / %d / %d new, %d expected with #17258 (%d tests; %s)" % (
             database, what, bad_count(without), bad_count(with_shim),
-            len(comparison["regressions"]), len(with_shim["outcomes"]),
+            len(comparison["regressions"]), len(comparison["expected"]),
+            len(with_shim["outcomes"]),
             describe_totals(with_shim["outcomes"], with_shim["duration"], with_shim["cpu"])))
     if args.junitxml:
         write_junit(args.junitxml, root)
@@ -735,6 +768,8 @@ def compare_on(database, settings_text, sdist, version, labels, args, django_dir
     print(shim_message)
     print_tests("regressions (fail with connlocal_shim, pass without it)",
                 comparison["regressions"], with_shim)
+    print_tests("expected with #17258 (fail with connlocal_shim as with Django 1.4's change, "
+                "pass without it)", comparison["expected"], with_shim)
     print_tests("fixed by connlocal_shim (fail without it, pass with it)",
                 comparison["fixed"], without)
     print_tests("failing in both runs (fails without connlocal_shim too)",
