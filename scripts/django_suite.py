@@ -409,6 +409,10 @@ def run_suite(sdist, version, with_shim, labels, verbosity, timeout, workdir, da
     timer.start()
     try:
         code = process.wait()
+    except BaseException:  # Ctrl-C, tox stopping the env: the run must not outlive us
+        process.kill()
+        process.wait()
+        raise
     finally:
         timer.cancel()
     result = None
