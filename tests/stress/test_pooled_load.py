@@ -95,7 +95,7 @@ def test_gunicorn_gthread_site_through_pgbouncer(autocommit, stress_report):
         pgwatch.execute_script(database, SCHEMA)
     directory = tempfile.mkdtemp(prefix="connlocal-pooled-")
     log = os.path.join(directory, "gunicorn.log")
-    env = server_env("pgb_master", CONNLOCAL_STRESS_PG_MASTER=MASTER,
+    env = server_env(alias="pgb_master", CONNLOCAL_STRESS_PG_MASTER=MASTER,
                      CONNLOCAL_STRESS_PG_REPLICA=REPLICA,
                      CONNLOCAL_STRESS_PG_AUTOCOMMIT="1" if autocommit else "0")
     server = gunicorn_server.GunicornServer("stressproject.wsgi:application", env, log,
