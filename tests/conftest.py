@@ -2,15 +2,16 @@
 INSTALLED_APPS. Before that, a site module captures django.db.connection and a third-party
 backend is loaded, so that install() finds both already there, as in a real process.
 
-A throwaway PostgreSQL cluster starts first, where a server and a driver are installed: Django
-1.2/1.3 cannot be reconfigured, so its aliases must be in DATABASES from the start. It is
-stopped when pytest unconfigures (and at exit, however the process ends: tests/pg_cluster.py).
+A throwaway PostgreSQL cluster, a PgBouncer in front of it and a throwaway MariaDB start first,
+where their servers and drivers are installed: Django 1.2/1.3 cannot be reconfigured, so their
+aliases must be in DATABASES from the start. They are stopped when pytest unconfigures (and at
+exit, however the process ends: tests/pg_cluster.py, pgbouncer.py, mariadb_server.py).
 """
 import sys
 
 import support
 
-support.configure(extra_databases=support.start_postgres())
+support.configure(extra_databases=support.start_servers())
 
 from django.db import connections  # noqa: E402
 
@@ -35,6 +36,8 @@ def pytest_report_header(config):
             ", ".join(features.missing) or "nothing (all native)",
         ),
         postgres_header(),
+        pgbouncer_header(),
+        mysql_header(),
     ]
 
 
@@ -48,15 +51,41 @@ def postgres_header():
     )
 
 
-def pytest_configure(config):
-    config.addinivalue_line(
-        "markers", "requires_postgres: needs the throwaway PostgreSQL cluster (tests/support.py)"
+def pgbouncer_header():
+    bouncer = support.pgbouncer_server
+    if bouncer is None:
+        return "PgBouncer: none (%s)" % support.pgbouncer_unavailable
+    return "%s (transaction pooling, pools of %d) on %s:%s: %s" % (
+        bouncer.version, support.pgbouncer.POOL_SIZE, support.pgbouncer.HOST, bouncer.port,
+        ", ".join(sorted(support.PGBOUNCER_ROLES.values())),
     )
 
 
+def mysql_header():
+    server = support.mysql_server
+    if server is None:
+        return "MariaDB: none (%s)" % support.mysql_unavailable
+    import MySQLdb
+
+    return "MariaDB %s on %s:%s in %s: %s (MySQLdb %s)" % (
+        server.version, support.mariadb_server.HOST, server.port, server.directory,
+        ", ".join(sorted(support.MYSQL_ROLES.values())),
+        ".".join(str(part) for part in MySQLdb.version_info[:3]),
+    )
+
+
+def pytest_configure(config):
+    for name, what in (
+        ("requires_postgres", "the throwaway PostgreSQL cluster"),
+        ("requires_mysql", "the throwaway MariaDB server and mysqlclient"),
+        ("requires_pgbouncer", "the throwaway PgBouncer in front of the PostgreSQL cluster"),
+    ):
+        config.addinivalue_line("markers", "%s: needs %s (tests/support.py)" % (name, what))
+
+
 def pytest_runtest_setup(item):
-    support.check_postgres(item)
+    support.check_servers(item)
 
 
 def pytest_unconfigure(config):
-    support.stop_postgres()
+    support.stop_servers()

@@ -1,8 +1,10 @@
 """Shared by the test modules: the test settings, threads that report back, subprocesses.
 
 The suite configures Django itself (pytest-django does not reach Django 1.2), with real sqlite
-databases: files in a temporary directory, and one in memory; and, where a PostgreSQL server
-and driver are installed, three databases of a throwaway cluster (start_postgres()).
+databases: files in a temporary directory, and one in memory; where a PostgreSQL server and
+driver are installed, three databases of a throwaway cluster (start_postgres()) and three more
+of it through a throwaway PgBouncer (start_pgbouncer()); where a MariaDB server and MySQLdb
+(mysqlclient) are installed, three databases of a throwaway MariaDB (start_mysql()).
 """
 import atexit
 import os
@@ -15,7 +17,9 @@ import threading
 
 import pytest
 
+import mariadb_server
 import pg_cluster
+import pgbouncer
 
 try:  # Python 2
     from thread import get_ident
@@ -98,27 +102,43 @@ postgres_unavailable = "start_postgres() was not called"  # why there is no Post
 # reason, where there is no server or driver (and fails them if REQUIRE_POSTGRES).
 requires_postgres = pytest.mark.requires_postgres
 
-# The same roles on sqlite files and on PostgreSQL, for tests that run on both (see
-# parametrize_over_databases).
+# The same roles on sqlite files and on each server database, for tests that run on all of them
+# (see parametrize_over_databases).
 SQLITE_ROLES = {"master": "default", "replica": "other", "audit": "audit"}
 POSTGRES_ROLES = dict((name, "pg_" + name) for name in POSTGRES_DATABASES)
 
 
-def parametrize_over_databases(argname="aliases"):
-    """Run a test once on sqlite and once on PostgreSQL: ``argname`` is a dict of the roles
-    "master", "replica" and "audit" to aliases, with the ids ``sqlite`` and ``postgres``::
+def parametrize_over_databases(argname="aliases", kinds=None):
+    """Run a test once on sqlite, on PostgreSQL, on MariaDB and through PgBouncer: ``argname``
+    is a dict of the roles "master", "replica" and "audit" to aliases, with the ids ``sqlite``,
+    ``postgres``, ``mysql`` and ``pgbouncer`` (``kinds`` picks some of them)::
 
         @support.parametrize_over_databases()
         def test_something(aliases):
             connections[aliases["master"]] ...
+            if support.database_kind(aliases["master"]) == "mysql": ...
 
-    The PostgreSQL case carries requires_postgres: it is skipped (or fails) with the reason
-    where no server runs, never silently left out.
+    A server case carries its requires_* mark: it is skipped (or fails) with the reason where
+    its server or driver is missing, never silently left out.
     """
-    return pytest.mark.parametrize(argname, [
-        pytest.param(dict(SQLITE_ROLES), id="sqlite"),
-        pytest.param(dict(POSTGRES_ROLES), id="postgres", marks=requires_postgres),
-    ])
+    params = [pytest.param(dict(SQLITE_ROLES), id="sqlite")]
+    for kind in SERVER_KINDS:
+        params.append(pytest.param(dict(kind.roles), id=kind.name, marks=kind.mark))
+    if kinds is not None:
+        unknown = set(kinds) - set(param.id for param in params)
+        if unknown:
+            raise ValueError("parametrize_over_databases: unknown kinds %s (known: %s)" % (
+                ", ".join(sorted(unknown)), ", ".join(param.id for param in params)))
+        params = [param for param in params if param.id in kinds]
+    return pytest.mark.parametrize(argname, params)
+
+
+def database_kind(alias):
+    """"sqlite", "postgres", "mysql" or "pgbouncer": what the test alias ``alias`` is on."""
+    for kind in SERVER_KINDS:
+        if alias in kind.roles.values():
+            return kind.name
+    return "sqlite"
 
 
 def postgres_engine():
@@ -178,14 +198,173 @@ def stop_postgres():
         postgres_cluster.stop()
 
 
-def check_postgres(item):
-    """For conftest's pytest_runtest_setup: skip a requires_postgres test where PostgreSQL is
-    unavailable, or fail it where CI requires PostgreSQL."""
-    if postgres_unavailable is None or item.get_closest_marker("requires_postgres") is None:
-        return
-    if REQUIRE_POSTGRES:
-        pytest.fail("CONNLOCAL_SHIM_REQUIRE_POSTGRES=1 and " + postgres_unavailable, pytrace=False)
-    pytest.skip(postgres_unavailable)
+def check_servers(item):
+    """For conftest's pytest_runtest_setup: skip a test whose server database is unavailable
+    (requires_postgres, requires_mysql, requires_pgbouncer), or fail it where CI requires that
+    server (CONNLOCAL_SHIM_REQUIRE_POSTGRES, _MYSQL, _PGBOUNCER)."""
+    for kind in SERVER_KINDS:
+        unavailable = kind.unavailable()
+        if unavailable is None or item.get_closest_marker(kind.mark.name) is None:
+            continue
+        if kind.required:
+            pytest.fail("%s=1 and %s" % (kind.require_variable, unavailable), pytrace=False)
+        pytest.skip(unavailable)
+
+
+# -- MariaDB ------------------------------------------------------------------------------------
+# Like PostgreSQL: a throwaway server per pytest process (tests/mariadb_server.py), its aliases
+# in DATABASES from the start (conftest calls start_mysql() before configure()).
+
+REQUIRE_MYSQL = os.environ.get("CONNLOCAL_SHIM_REQUIRE_MYSQL") == "1"
+MYSQL_DATABASES = ("master", "replica", "audit")
+MYSQL_ROLES = dict((name, "my_" + name) for name in MYSQL_DATABASES)
+mysql_server = None
+mysql_unavailable = "start_mysql() was not called"
+requires_mysql = pytest.mark.requires_mysql
+
+
+def mysql_driver():
+    """The MySQLdb module (mysqlclient), or raise ImportError. PyMySQL posing as MySQLdb (see
+    load_backends) does not count: the tests are of mysqlclient, what sites ran."""
+    import MySQLdb
+
+    if MySQLdb.__name__ != "MySQLdb":
+        raise ImportError("MySQLdb here is PyMySQL's stand-in, not mysqlclient")
+    return MySQLdb
+
+
+def start_mysql():
+    """Start this process's throwaway MariaDB and return the DATABASES entries of its aliases,
+    or {} with the reason in ``mysql_unavailable``."""
+    global mysql_server, mysql_unavailable
+
+    try:
+        mysql_driver()
+    except ImportError as error:
+        mysql_unavailable = "no MySQL driver (MySQLdb: %s): pip install mysqlclient" % error
+        return {}
+    programs = mariadb_server.find_server()
+    if programs is None:
+        mysql_unavailable = (
+            "no MariaDB server programs (mariadb-install-db, mariadbd, mariadb) on PATH: %s"
+            % mariadb_server.INSTALL_HINT
+        )
+        return {}
+    try:
+        server = mariadb_server.MariaDBServer(programs).start(MYSQL_DATABASES)
+    except mariadb_server.ServerError as error:
+        mysql_unavailable = "the throwaway MariaDB server did not start: %s" % error
+        return {}
+    mysql_server, mysql_unavailable = server, None
+    databases = {}
+    for name in MYSQL_DATABASES:
+        databases[MYSQL_ROLES[name]] = {
+            "ENGINE": "django.db.backends.mysql",
+            "NAME": name,
+            "USER": mariadb_server.SUPERUSER,
+            "HOST": mariadb_server.HOST,
+            "PORT": str(server.port),
+        }
+    return databases
+
+
+def stop_mysql():
+    if mysql_server is not None:
+        mysql_server.stop()
+
+
+# -- PgBouncer ----------------------------------------------------------------------------------
+# A throwaway PgBouncer in transaction pooling mode (tests/pgbouncer.py) in front of this
+# process's cluster, pooling databases of their own (bouncer_master...), so that its idle server
+# connections never show in the counts of the PostgreSQL tests' databases.
+
+REQUIRE_PGBOUNCER = os.environ.get("CONNLOCAL_SHIM_REQUIRE_PGBOUNCER") == "1"
+PGBOUNCER_DATABASES = dict((name, "bouncer_" + name) for name in POSTGRES_DATABASES)
+PGBOUNCER_ROLES = dict((name, "pgb_" + name) for name in POSTGRES_DATABASES)
+pgbouncer_server = None
+pgbouncer_unavailable = "start_pgbouncer() was not called"
+requires_pgbouncer = pytest.mark.requires_pgbouncer
+
+
+def start_pgbouncer():
+    """Start this process's PgBouncer in front of its cluster (start_postgres() first) and
+    return the DATABASES entries of its aliases, or {} with the reason in
+    ``pgbouncer_unavailable``."""
+    global pgbouncer_server, pgbouncer_unavailable
+
+    if postgres_cluster is None:
+        pgbouncer_unavailable = "no PostgreSQL behind PgBouncer: %s" % postgres_unavailable
+        return {}
+    program = pgbouncer.find_pgbouncer()
+    if program is None:
+        pgbouncer_unavailable = "no pgbouncer program on PATH nor in /usr/sbin: %s" % (
+            pgbouncer.INSTALL_HINT)
+        return {}
+    try:
+        for database in sorted(PGBOUNCER_DATABASES.values()):
+            postgres_cluster._psql('CREATE DATABASE "%s"' % database)
+        server = pgbouncer.PgBouncer(program, postgres_cluster).start(
+            dict((database, database) for database in PGBOUNCER_DATABASES.values()),
+            pool_sizes={PGBOUNCER_DATABASES["master"]: 2 * pgbouncer.STRESS_THREADS})
+    except (pg_cluster.ClusterError, pgbouncer.PgBouncerError) as error:
+        pgbouncer_unavailable = "the throwaway PgBouncer did not start: %s" % error
+        return {}
+    pgbouncer_server, pgbouncer_unavailable = server, None
+    engine = postgres_engine()
+    databases = {}
+    for name, database in PGBOUNCER_DATABASES.items():
+        databases[PGBOUNCER_ROLES[name]] = {
+            "ENGINE": engine,
+            "NAME": database,
+            "USER": pgbouncer.USER,
+            "HOST": pgbouncer.HOST,
+            "PORT": str(server.port),
+        }
+    return databases
+
+
+def stop_pgbouncer():
+    if pgbouncer_server is not None:
+        pgbouncer_server.stop()
+
+
+class ServerKind(object):
+    """One kind of server database of the suite: its aliases by role, its mark, and whether it
+    runs (``unavailable()`` is None) or why not."""
+
+    def __init__(self, name, roles, mark, require_variable, unavailable):
+        self.name, self.roles, self.mark = name, roles, mark
+        self.require_variable = require_variable
+        self.unavailable = unavailable
+
+    @property
+    def required(self):
+        return os.environ.get(self.require_variable) == "1"
+
+
+SERVER_KINDS = (
+    ServerKind("postgres", POSTGRES_ROLES, requires_postgres, "CONNLOCAL_SHIM_REQUIRE_POSTGRES",
+               lambda: postgres_unavailable),
+    ServerKind("mysql", MYSQL_ROLES, requires_mysql, "CONNLOCAL_SHIM_REQUIRE_MYSQL",
+               lambda: mysql_unavailable),
+    ServerKind("pgbouncer", PGBOUNCER_ROLES, requires_pgbouncer,
+               "CONNLOCAL_SHIM_REQUIRE_PGBOUNCER", lambda: pgbouncer_unavailable),
+)
+
+
+def start_servers():
+    """Every server database of the suite, started, as DATABASES entries (conftest)."""
+    databases = start_postgres()
+    databases.update(start_pgbouncer())
+    databases.update(start_mysql())
+    return databases
+
+
+def stop_servers():
+    """Stop what start_servers() started, PgBouncer before the cluster behind it."""
+    stop_pgbouncer()
+    stop_mysql()
+    stop_postgres()
 
 
 def postgresql_backend():
@@ -205,7 +384,7 @@ def postgresql_backend():
 BACKENDS = (
     ("django.db.backends.sqlite3.base", "the sqlite3 module"),
     postgresql_backend(),
-    ("django.db.backends.mysql.base", "MySQLdb, or PyMySQL installed as MySQLdb"),
+    ("django.db.backends.mysql.base", "MySQLdb (mysqlclient), or PyMySQL installed as MySQLdb"),
     ("django.db.backends.oracle.base", "cx_Oracle (oracledb since Django 5.0)"),
     ("django.db.backends.dummy.base", "nothing"),
     ("django.contrib.gis.db.backends.postgis.base",

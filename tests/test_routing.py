@@ -5,6 +5,7 @@ import threading
 
 import pytest
 
+import servers
 import support
 from connlocal_shim import routing
 from support import ThreadResult, in_thread
@@ -220,7 +221,7 @@ def test_reused_threads_never_carry_routing_from_one_task_to_the_next():
 @support.parametrize_over_databases()
 def test_a_separate_connection_commits_even_if_the_surrounding_transaction_rolls_back(aliases):
     alias = aliases["master"]
-    server = alias.startswith("pg_")
+    server = support.database_kind(alias) != "sqlite"
     for table in ("audit_log", "orders"):
         support.execute("CREATE TABLE IF NOT EXISTS %s (what VARCHAR(20))" % table, alias=alias)
         support.execute("DELETE FROM %s" % table, alias=alias)
@@ -650,60 +651,63 @@ def test_a_separate_connection_in_an_async_task_is_used_and_closed_outside_the_l
     assert outcome == (True, "other", True)
 
 
-# -- on PostgreSQL ----------------------------------------------------------------------------------
+# -- on server databases: PostgreSQL, through PgBouncer, MariaDB ---------------------------------
 
-def backend_pid(alias="default"):
-    return support.execute("SELECT pg_backend_pid()", alias=alias, fetch=True)[0][0]
+over_servers = support.parametrize_over_databases(kinds=("postgres", "pgbouncer", "mysql"))
 
 
-@support.requires_postgres
-def test_routing_on_postgresql_uses_the_threads_own_server_session():
+def server_session(alias="default"):
+    """The calling thread's connection for ``alias``, as its server knows it
+    (tests/servers.py); the transaction the query may have opened ended."""
+    session = servers.session(alias)
+    support.commit(alias)
+    return session
+
+
+@over_servers
+def test_routing_on_a_server_database_uses_the_threads_own_server_session(aliases):
     handler = connections()
-    master_pid = backend_pid("pg_master")
+    master, replica = aliases["master"], aliases["replica"]
+    master_session = server_session(master)
 
     def routed():
-        with route_connections(default="pg_master", pg_master="pg_replica"):
-            return backend_pid(), backend_pid("pg_master"), backend_pid("pg_replica")
+        with route_connections(default=master, **{master: replica}):
+            return (server_session(), server_session(master), server_session(replica),
+                    handler["default"].alias)
 
-    theirs, swapped, replica = in_thread(routed)
-    assert theirs != master_pid, "another thread must have its own server session"
-    assert swapped == replica and swapped != theirs
-    with route_connections(default="pg_master"):
-        assert backend_pid() == master_pid
+    theirs, swapped, replica_session, default_alias = in_thread(routed)
+    assert default_alias == master
+    assert theirs != master_session, "another thread must have its own server session"
+    assert swapped == replica_session and swapped != theirs
+    with route_connections(default=master):
+        assert server_session() == master_session
     assert handler["default"].alias == "default"
 
 
-@support.requires_postgres
-def test_a_shared_postgresql_connection_serves_another_thread_in_the_same_session():
-    own_pid = backend_pid("pg_master")
-    with routing.shared_connection("pg_master") as shared:
+@over_servers
+def test_a_shared_server_connection_serves_another_thread_in_the_same_session(aliases):
+    master = aliases["master"]
+    own_session = server_session(master)
+    with routing.shared_connection(master) as shared:
 
         def serve():
             with route_connections(default=shared):
-                return backend_pid()
+                return servers.session_of(connections()["default"])
 
-        assert in_thread(serve) == own_pid
+        assert in_thread(serve) == own_session
+    support.commit(master)
 
 
-@support.requires_postgres
-def test_close_connections_ends_the_server_session_on_postgresql():
-    import time
-
-    def session_alive(pid):
-        alive = support.execute(
-            "SELECT COUNT(*) FROM pg_stat_activity WHERE pid = %s", [pid],
-            alias="pg_master", fetch=True)[0][0]
-        support.commit("pg_master")
-        return alive == 1
+@over_servers
+def test_close_connections_ends_the_server_session(aliases):
+    replica = aliases["replica"]
 
     def routed_and_closed():
-        with route_connections(close_connections=True, default="pg_replica"):
-            pid = backend_pid()
-        return pid, connections()["pg_replica"].connection is None
+        with route_connections(close_connections=True, default=replica):
+            session = servers.session_of(connections()["default"])
+        return session, connections()[replica].connection is None
 
-    pid, closed = in_thread(routed_and_closed)
-    assert closed, "the thread's own pg_replica connection is closed on exit"
-    deadline = time.time() + 10
-    while session_alive(pid) and time.time() < deadline:
-        time.sleep(0.05)  # the server ends the session on its own, after the client closed
-    assert not session_alive(pid), "the server session of the closed connection must end"
+    session, closed = in_thread(routed_and_closed)
+    assert closed, "the thread's own replica connection is closed on exit"
+    left = servers.wait_for_sessions(replica, lambda found: session not in found)
+    assert session not in left, "the server session of the closed connection must end"

@@ -75,12 +75,13 @@ def server_log():
     shutil.rmtree(directory, True)
 
 
-def server_env(worker_class="gthread"):
-    """gunicorn's environment: this one, with the cluster's address for stressproject.settings
-    (and, under gevent, the views' yield)."""
+def server_env(worker_class="gthread", alias="pg_master", **extra):
+    """gunicorn's environment: this one, with the address of ``alias`` (its cluster's, or
+    PgBouncer's) for stressproject.settings (and, under gevent, the views' yield), and
+    ``extra`` variables."""
     from django.db import connections
 
-    master = connections["pg_master"].settings_dict
+    master = connections[alias].settings_dict
     env = dict(os.environ)
     env.pop("DJANGO_SETTINGS_MODULE", None)
     env.update(
@@ -93,6 +94,7 @@ def server_env(worker_class="gthread"):
     env.pop("CONNLOCAL_STRESS_YIELD_SECONDS", None)
     if worker_class != "gthread":
         env["CONNLOCAL_STRESS_YIELD_SECONDS"] = GEVENT_YIELD_SECONDS
+    env.update(extra)
     return env
 
 
@@ -158,16 +160,17 @@ def sessions_of(result):
     return own_sessions(result) + ([audit["session"]] if audit else [])
 
 
-def check_rows(results, problem):
-    """What the database holds against what each request answered."""
+def check_rows(results, problem, master="master", replica="replica"):
+    """What the database holds against what each request answered (the databases by the names
+    the cluster knows them)."""
     writes = collections.defaultdict(list)  # rid -> [(seq, txid)]
-    for rid, seq, txid in pgwatch.fetch("master", "SELECT rid, seq, txid FROM writes"):
+    for rid, seq, txid in pgwatch.fetch(master, "SELECT rid, seq, txid FROM writes"):
         writes[rid].append((seq, txid))
     audits = collections.defaultdict(list)  # rid -> [(kind, txid)]
-    for rid, kind, txid in pgwatch.fetch("master", "SELECT rid, kind, txid FROM audit_log"):
+    for rid, kind, txid in pgwatch.fetch(master, "SELECT rid, kind, txid FROM audit_log"):
         audits[rid].append((kind, txid))
     for table in ("writes", "audit_log"):
-        (count,), = pgwatch.fetch("replica", "SELECT count(*) FROM %s" % table)
+        (count,), = pgwatch.fetch(replica, "SELECT count(*) FROM %s" % table)
         if count:
             problem("%d rows in the replica's %s: writes must go to master" % (count, table))
 
@@ -198,10 +201,10 @@ def check_rows(results, problem):
                 problem("%s: rolled back, yet rows %s are in writes" % (where, seqs))
             if result.ok:
                 problem("%s: answered 200" % where)
-        if result.ok and result.kind in ("read", "log") and body.get("database") != "replica":
+        if result.ok and result.kind in ("read", "log") and body.get("database") != replica:
             problem("%s: read from %s, not the replica" % (where, body.get("database")))
         if result.ok and result.kind == "write":
-            if body.get("databases") != ["master"] or len(body.get("txids") or []) != 1:
+            if body.get("databases") != [master] or len(body.get("txids") or []) != 1:
                 problem("%s: wrote to %s in transactions %s" % (
                     where, body.get("databases"), body.get("txids")))
             if seqs != expected:
@@ -219,7 +222,7 @@ def check_rows(results, problem):
             if logged_kinds != [result.kind]:
                 problem("%s: audit rows %s, expected one %r" % (where, logged_kinds, result.kind))
             audit = body.get("audit") or {}
-            if audit and (audit.get("database") != "master"
+            if audit and (audit.get("database") != master
                           or audit.get("session") in own_sessions(result)):
                 problem("%s: audit row through %s, not a separate connection to master" % (
                     where, audit))

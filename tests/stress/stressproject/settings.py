@@ -4,6 +4,10 @@
     CONNLOCAL_STRESS_PG_HOST     the throwaway cluster's address and port (tests/pg_cluster.py)
     CONNLOCAL_STRESS_PG_PORT
     CONNLOCAL_STRESS_PG_USER
+    CONNLOCAL_STRESS_PG_MASTER      the databases' names (default: master, replica); through
+    CONNLOCAL_STRESS_PG_REPLICA     PgBouncer, those it pools (test_pooled_load.py)
+    CONNLOCAL_STRESS_PG_AUTOCOMMIT  "1": OPTIONS autocommit (Django 1.2-1.5), as
+                                    docs/databases.rst advises behind PgBouncer
 
 "default" is the replica database, where reads go; the pinning middleware sends every writing
 request's "default" to "master" (ROUTE_WRITES). Every connection of the site carries the
@@ -23,14 +27,21 @@ def _database(name):
         "USER": os.environ["CONNLOCAL_STRESS_PG_USER"],
         "HOST": os.environ["CONNLOCAL_STRESS_PG_HOST"],
         "PORT": os.environ["CONNLOCAL_STRESS_PG_PORT"],
-        # Handed to psycopg2.connect() by every Django of the range.
-        "OPTIONS": {"application_name": APPLICATION_NAME},
+        "OPTIONS": _options(),
     }
 
 
+def _options():
+    # Handed to psycopg2.connect() by every Django of the range.
+    options = {"application_name": APPLICATION_NAME}
+    if os.environ.get("CONNLOCAL_STRESS_PG_AUTOCOMMIT") == "1":
+        options["autocommit"] = True  # read by Django 1.2-1.5's backend, not passed on
+    return options
+
+
 DATABASES = {
-    "default": _database("replica"),
-    "master": _database("master"),
+    "default": _database(os.environ.get("CONNLOCAL_STRESS_PG_REPLICA", "replica")),
+    "master": _database(os.environ.get("CONNLOCAL_STRESS_PG_MASTER", "master")),
 }
 CONNLOCAL_SHIM = {"ROUTE_WRITES": {"default": "master"}}
 
