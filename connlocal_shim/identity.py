@@ -6,6 +6,7 @@ after a later ``gevent.monkey.patch_all()`` every greenlet of an OS thread would
 thread and share its connections. Here the patched module attribute is read on every call, and
 :class:`PerThread` keeps one value per identity, freed as that thread or greenlet ends.
 """
+import atexit
 import sys
 import threading
 import weakref
@@ -98,6 +99,17 @@ class PerThread(object):
             self.on_end(ident, value)
 
 
+# Set (in place: _End.__del__ holds it as a default) when the interpreter begins to exit.
+_EXITING = []
+
+
+def _exit_begins():
+    _EXITING.append(True)
+
+
+atexit.register(_exit_begins)
+
+
 class _End(object):
     """Kept in a thread's (greenlet's) local state: tells its PerThread when that state dies.
 
@@ -112,9 +124,14 @@ class _End(object):
         self.ident = ident
         self.token = token  # tells this identity's first life from a later one
 
-    def __del__(self):
-        # Runs as the thread's state is torn down, possibly at interpreter exit: it uses only
-        # what it holds (module globals may be gone), and the owner may be gone already.
+    def __del__(self, exiting=_EXITING):
+        # Runs as the thread's state is torn down (PyThreadState_Clear), in the ending thread.
+        # A thread that was joined as the program ended can still be there while the
+        # interpreter is being finalized: running Python code then crashes it (seen on Python
+        # 2.7), so once exit began this does nothing; what it would release goes with the
+        # process. Otherwise it uses only what it holds.
+        if exiting:
+            return
         owner = self.owner()
         if owner is not None:
             owner._ended(self.ident, self.token)
@@ -123,8 +140,8 @@ class _End(object):
 def _greenlet_ended(owner, ident):
     """The callback of the weak reference that watches a greenlet (it is also the token)."""
 
-    def ended(reference):
-        per_thread = owner()
+    def ended(reference, exiting=_EXITING):
+        per_thread = None if exiting else owner()  # see _End.__del__
         if per_thread is not None:
             per_thread._ended(ident, reference)
 
