@@ -79,5 +79,11 @@ def create_table(connection, db):
         cursor.execute(
             "INSERT INTO benchapp_item (name, value) VALUES (%s, %s)", ["item %d" % index, index]
         )
-    commit = getattr(connection, "commit_unless_managed", None) or getattr(connection, "commit")
+    commit = getattr(connection, "commit_unless_managed", None)  # Django 1.3-1.5
+    if commit is None and not hasattr(connection, "commit"):  # Django 1.2: a module function
+        from django.db import transaction
+
+        def commit():
+            transaction.commit_unless_managed(using=connection.alias)
+    commit = commit or connection.commit
     commit()

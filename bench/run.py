@@ -5,13 +5,16 @@
     python3 bench/run.py --figures 1,2 --repeats 30
     python3 bench/run.py --quick              # fewer repeats, shorter load: a smoke run
 
-Figures (README.rst, "Benchmarks"):
+Figures (docs/benchmarks.rst):
 
 1. ``connections["default"]``: Django 1.3.7 without the shim, with it, Django 1.4.22 native.
 2. Attribute access through ``django.db.connection`` (``.ops``, ``.alias``), same variants.
 3. ORM round trips on in-memory sqlite, Django 1.3.7 with and without the shim.
-4. ``route_connections`` enter + exit against ``connections[k] = v`` and restore, on
-   Python 2.7 / Django 1.3.7 and Python 3.13 / Django 6.1.
+4. ``route_connections`` enter + exit (made once, and made each time) against the bare
+   ``p = c[k]; c[k] = w; c[k] = p`` on Python 2.7 / Django 1.2.7 and 1.3.7, and against other
+   routers' blocks measured in the same workers on Python 3.12 / Django 4.2 and Python 3.13 /
+   Django 6.1: django-dynamic-db-router's ``in_database``, django-multidb-router's
+   ``use_primary_db`` (issue 15's targets).
 5. Requests per second of a two-query view under gunicorn's gthread worker (8 threads) on a
    throwaway PostgreSQL cluster (tests/pg_cluster.py), loaded from 127.0.0.1 by wrk (or, where
    wrk is missing, a bounded Python client).
@@ -20,7 +23,11 @@ Figures (README.rst, "Benchmarks"):
 Each variant runs in its own long-lived worker process (bench/worker.py) on its own venv; the
 variants of a figure are interleaved, one at a time, and repeated: the table gives min and median
 over the repeats and ratios of the minima. The machine is shared, so only ratios taken in the
-same run mean anything. Results go to bench/results/latest.json (and a timestamped copy).
+same run mean anything. Rows with a target say whether it is met, on the minima and/or (with
+--callgrind) on instructions per op. A row whose case fails in its worker (an anchor that does
+not import or does not route) is printed as an error row and the run exits non-zero; an anchor
+that pip would not install in an env is printed as such. Results go to
+bench/results/latest.json (and a timestamped copy).
 """
 import argparse
 import json
@@ -45,10 +52,25 @@ import envs  # noqa: E402
 
 # variant -> (env, shim installed, label)
 VARIANTS = {
+    "dj12shim": ("py27-django12", True, "Django 1.2.7 + shim"),
     "dj13": ("py27-django13", False, "Django 1.3.7, no shim"),
     "dj13shim": ("py27-django13", True, "Django 1.3.7 + shim"),
     "dj14": ("py27-django14", False, "Django 1.4.22 native"),
+    "dj42": ("py312-django42", True, "Django 4.2 + shim (native)"),
+    # Figure 4's reference for connections[alias] before routing: a process that never routes
+    # (the first block enables the per-task overlay on Django 3.0+ for the rest of a process).
+    "dj42plain": ("py312-django42", True, "Django 4.2 + shim, never routed"),
     "dj61": ("py313-django61", True, "Django 6.1 + shim (native)"),
+    "dj61plain": ("py313-django61", True, "Django 6.1 + shim, never routed"),
+}
+# figure -> the variants it runs (their workers, servers or envs)
+FIGURE_VARIANTS = {
+    1: ("dj13", "dj13shim", "dj14", "dj61"),
+    2: ("dj13", "dj13shim", "dj14"),
+    3: ("dj13", "dj13shim", "dj14"),
+    4: ("dj12shim", "dj13shim", "dj42", "dj42plain", "dj61", "dj61plain"),
+    5: ("dj13", "dj13shim", "dj14", "dj61"),
+    6: ("dj13", "dj13shim", "dj14"),
 }
 
 
@@ -79,13 +101,20 @@ class Worker(object):
             raise SystemExit("bench: worker %s died (see its traceback above)" % self.label)
         return json.loads(line)
 
-    def request(self, **request):
+    def request(self, allow_error=False, **request):
+        """The worker's reply; one with an "error" ends the run unless ``allow_error``."""
         self.process.stdin.write(json.dumps(request) + "\n")
         self.process.stdin.flush()
         reply = self._read()
         if "error" in reply:
-            raise SystemExit("bench: worker %s: %s" % (self.label, reply["error"]))
+            log("worker %s, %r: %s" % (self.label, request, reply.get("traceback", reply["error"])))
+            if not allow_error:
+                raise SystemExit("bench: worker %s: %s" % (self.label, reply["error"]))
         return reply
+
+    def where(self):
+        """"Py3.13 Dj6.1.3": the worker's own versions, as it reported them."""
+        return "Py%s Dj%s" % (".".join(self.info["python"].split(".")[:2]), self.info["django"])
 
     def close(self):
         if self.process.poll() is None:
@@ -106,14 +135,29 @@ def summarize(samples):
 
 
 def interleaved(rows, workers, repeats, seconds):
-    """Time every (key, variant, case) row ``repeats`` times, rotating the order each round."""
+    """Time every (key, variant, case) row ``repeats`` times, rotating the order each round.
+    A row whose case fails in its worker is timed no more and comes back as {"error": ...}
+    (shown as an error row; the run then exits non-zero)."""
     samples = dict((key, []) for key, _, _ in rows)
+    errors = {}
+    timed = {}  # key -> what the worker says it timed (an anchor's module and version)
     for round_index in range(repeats):
         shift = round_index % len(rows)
         for key, variant, case in rows[shift:] + rows[:shift]:
-            reply = workers[variant].request(op="time", case=case, seconds=seconds)
-            samples[key].append(reply["ns"])
-    return dict((key, summarize(values)) for key, values in samples.items())
+            if key in errors:
+                continue
+            reply = workers[variant].request(op="time", case=case, seconds=seconds,
+                                             allow_error=True)
+            if "error" in reply:
+                errors[key] = reply["error"]
+            else:
+                samples[key].append(reply["ns"])
+                timed[key] = dict((k, reply[k]) for k in ("module", "version") if k in reply)
+    stats = {}
+    for key, variant, case in rows:
+        stats[key] = {"error": errors[key]} if key in errors else summarize(samples[key])
+        stats[key].update(variant=variant, case=case, **timed.get(key, {}))
+    return stats
 
 
 # -- figures ------------------------------------------------------------------------------------
@@ -131,8 +175,8 @@ def figure1(workers, options):
         "unit": "ns",
         "rows": [
             row(stats, "dj13", "Django 1.3.7, no shim (its dict)"),
-            row(stats, "dj13shim", "Django 1.3.7 + shim", vs="dj14", target=1.0,
-                also=("dj13", None)),
+            row(stats, "dj13shim", "Django 1.3.7 + shim", vs="dj14", target=1.0, vs_label="1.4",
+                also=("dj13", None), also_label="1.3.7's dict"),
             row(stats, "dj14", "Django 1.4.22 native"),
             row(stats, "dj61", "Django 6.1 native (Python 3.13; for reference)"),
         ],
@@ -162,12 +206,15 @@ def figure2(workers, options):
     for attr in ("ops", "alias"):
         result["rows"] += [
             row(stats, "dj13-" + attr, "Django 1.3.7, no shim: connection.%s" % attr),
+            # Issue 15: at most 0.35x Django 1.4's proxy (was: 1.0, aim 0.5).
             row(stats, "dj13shim-legacy-" + attr,
                 "1.3.7 + shim: legacy reference (django.db.models.connection).%s" % attr,
-                vs="dj14-" + attr, target=1.0, aim=0.5, also=("dj13-" + attr, None)),
+                vs="dj14-" + attr, target=0.35, basis="both", vs_label="1.4",
+                also=("dj13-" + attr, None), also_label="1.3.7"),
             row(stats, "dj13shim-module-" + attr,
                 "1.3.7 + shim: django.db.connection.%s" % attr,
-                vs="dj14-" + attr, target=1.0, aim=0.5, also=("dj13-" + attr, None)),
+                vs="dj14-" + attr, target=0.35, basis="both", vs_label="1.4",
+                also=("dj13-" + attr, None), also_label="1.3.7"),
             row(stats, "dj14-" + attr, "Django 1.4.22: DefaultConnectionProxy.%s" % attr),
         ]
     return result
@@ -191,63 +238,143 @@ def figure3(workers, options):
         result["rows"] += [
             row(stats, "dj13-" + case, "1.3.7, no shim: %s" % labels[case]),
             row(stats, "dj13shim-" + case, "1.3.7 + shim: %s" % labels[case],
-                vs="dj13-" + case, target=1.02),
+                vs="dj13-" + case, target=1.02, basis="both", vs_label="1.3.7"),
             row(stats, "dj14-" + case, "1.4.22 native (reference): %s" % labels[case]),
         ]
     return result
 
 
+ROUTE_CASES = ("route_bare", "route_alias", "route_wrapper", "route_alias_new",
+               "route_wrapper_new")
+ROUTE_LABELS = {
+    "route_bare": "bare: p = c[k]; c[k] = w; c[k] = p",
+    "route_alias": "route_connections(default='other'), made once",
+    "route_wrapper": "route_connections(default=<shared wrapper>), made once",
+    "route_alias_new": "with route_connections(default='other'), made each time",
+    "route_wrapper_new": "with route_connections(default=<wrapper>), made each time",
+}
+# anchor (bench/envs.py) -> its cases (bench/worker.py) and their labels
+ANCHOR_ROWS = (
+    ("in_database", "anchor_in_database", "in_database('other'), made once"),
+    ("in_database", "anchor_in_database_new", "with in_database('other'), made each time"),
+    ("use_primary_db", "anchor_use_primary_db", "with use_primary_db"),
+)
+# our made-once blocks are held to in_database made once, the made-each-time ones to it made
+# each time (issue 15: "at or under in_database's cost on Django 3.0+")
+IN_DATABASE_FOR = {
+    "route_alias": "anchor_in_database", "route_wrapper": "anchor_in_database",
+    "route_alias_new": "anchor_in_database_new", "route_wrapper_new": "anchor_in_database_new",
+}
+FIG4_OLD = ("dj12shim", "dj13shim")  # the backport: <= 2.0x the bare re-point
+FIG4_NEW = (("dj42", "dj42plain"), ("dj61", "dj61plain"))  # native: <= in_database
+
+
 def figure4(workers, options):
-    cases = ("route_bare", "route_alias", "route_wrapper", "route_alias_new")
-    rows = [(v + "-" + c, v, c) for v in ("dj13shim", "dj61") for c in cases]
-    rows += [("dj61-getitem_after_routing", "dj61", "getitem_after_routing")]
-    stats = interleaved(rows, workers, options.repeats, options.sample_seconds)
-    labels = {
-        "route_bare": "bare: p = c[k]; c[k] = w; c[k] = p",
-        "route_alias": "with r, r = route_connections(default='other')",
-        "route_wrapper": "with r, r = route_connections(default=<shared wrapper>)",
-        "route_alias_new": "with route_connections(default='other') (made each time)",
-    }
-    result = {"title": "route_connections enter + exit (ns per block)", "unit": "ns", "rows": []}
-    for variant, where in (("dj13shim", "Py2.7 Dj1.3.7+shim"), ("dj61", "Py3.13 Dj6.1+shim")):
-        for case in cases:
+    rows = [(v + "-" + c, v, c) for v in FIG4_OLD for c in ROUTE_CASES]
+    missing = {}  # row key -> (variant, case, why it was not measured)
+    for variant, plain in FIG4_NEW:
+        rows += [(variant + "-" + c, variant, c) for c in ROUTE_CASES]
+        record = envs.anchors(VARIANTS[variant][0])
+        for anchor, case, _ in ANCHOR_ROWS:
             key = variant + "-" + case
-            vs = None if case == "route_bare" else variant + "-route_bare"
-            result["rows"].append(row(stats, key, "%s: %s" % (where, labels[case]), vs=vs))
-    result["rows"].append(row(
-        stats, "dj61-getitem_after_routing",
-        'Py3.13 Dj6.1: connections["default"] once routing is enabled',
-        vs=None, also=("dj61-getitem", figure_value(options, 1, "dj61")),
-    ))
+            info = record.get(anchor)
+            if info is None:
+                missing[key] = (variant, case, "not tried in %s (bench/envs.py ANCHORS)"
+                                % VARIANTS[variant][0])
+            elif not info["installed"]:
+                missing[key] = (variant, case, info["reason"])
+            else:
+                rows.append((key, variant, case))
+        rows += [(variant + "-getitem_after_routing", variant, "getitem_after_routing"),
+                 (plain + "-getitem", plain, "getitem")]
+    stats = interleaved(rows, workers, options.repeats, options.sample_seconds)
+    for key, (variant, case, reason) in missing.items():
+        stats[key] = {"not_installed": reason, "variant": variant, "case": case}
+    result = {
+        "title": "route_connections enter + exit (ns per block), against the bare re-point "
+                 "and other routers' blocks",
+        "unit": "ns",
+        "rows": [],
+        "note": ("Anchors, timed in the same workers: in_database is %s, use_primary_db %s "
+                 "(bench/envs.py). They only set a thread-local that their router reads; "
+                 "route_connections re-points the connection itself."
+                 % tuple(envs.ANCHOR_PACKAGES[a].replace("==", " ")
+                         for a in ("in_database", "use_primary_db"))),
+    }
+    for variant in FIG4_OLD:
+        where = workers[variant].where()
+        bare = variant + "-route_bare"
+        for case in ROUTE_CASES:
+            key = variant + "-" + case
+            if case == "route_bare":
+                result["rows"].append(row(stats, key, "%s: %s" % (where, ROUTE_LABELS[case]),
+                                          group=where))
+            else:
+                result["rows"].append(row(
+                    stats, key, "%s: %s" % (where, ROUTE_LABELS[case]), group=where,
+                    vs=bare, vs_label="bare", target=2.0, basis="both"))
+    for variant, plain in FIG4_NEW:
+        where = workers[variant].where()
+        bare = variant + "-route_bare"
+        for case in ROUTE_CASES:
+            key = variant + "-" + case
+            if case == "route_bare":
+                result["rows"].append(row(stats, key, "%s: %s" % (where, ROUTE_LABELS[case]),
+                                          group=where))
+                continue
+            result["rows"].append(row(
+                stats, key, "%s: %s" % (where, ROUTE_LABELS[case]), group=where,
+                vs=variant + "-" + IN_DATABASE_FOR[case], vs_label="in_database", target=1.0,
+                basis="both", also=(bare, None), also_label="bare"))
+        for _, case, label in ANCHOR_ROWS:
+            key = variant + "-" + case
+            result["rows"].append(row(stats, key, "%s: %s" % (where, label),
+                                      group=where, vs=bare, vs_label="bare"))
+        result["rows"].append(row(
+            stats, plain + "-getitem",
+            '%s: connections["default"], never routed (Django\'s own)' % where, group=where))
+        result["rows"].append(row(
+            stats, variant + "-getitem_after_routing",
+            '%s: connections["default"] once routing is enabled' % where, group=where,
+            vs=plain + "-getitem", vs_label="Django's", target=1.05, basis="instructions"))
     return result
 
 
-def figure_value(options, figure, key):
-    """A row's minimum from an earlier figure of this run (None if it did not run)."""
-    for row_ in options.done.get(figure, {}).get("rows", ()):
-        if row_["key"] == key:
-            return row_["min"]
-    return None
-
-
-def row(stats, key, label, vs=None, target=None, aim=None, also=None):
-    """One table row; ``vs`` the key of the reference row in ``stats`` (ratio of minima)."""
+def row(stats, key, label, vs=None, target=None, aim=None, also=None, basis="timeit",
+        vs_label=None, also_label=None, group=None):
+    """One table row; ``vs`` the key of the reference row in ``stats`` (ratio of minima).
+    ``basis``: what ``target`` is judged on, "timeit" (the minima), "instructions" (--callgrind)
+    or "both". ``group``: the label's prefix, printed once above the rows that share it.
+    A row whose case failed keeps "error"; one whose anchor did not install keeps
+    "not_installed"; either way its reference and target stay in the row, unmet."""
     value = stats[key]
-    result = {"key": key, "label": label, "min": value["min"], "median": value["median"],
-              "samples": value["samples"]}
+    result = {"key": key, "label": label, "variant": value.get("variant"),
+              "case": value.get("case")}
+    if group is not None:
+        result["group"] = group
+    for field in ("error", "not_installed", "module", "version"):
+        if field in value:
+            result[field] = value[field]
+    if "min" in value:
+        result.update(min=value["min"], median=value["median"], samples=value["samples"])
     if vs is not None:
-        result["vs"] = vs
-        result["ratio"] = value["min"] / stats[vs]["min"]
-        result["ratio_median"] = value["median"] / stats[vs]["median"]
-        result["target"] = target
-        result["aim"] = aim
-        if target is not None:
-            result["meets_target"] = result["ratio"] <= target
+        result.update(vs=vs, vs_label=vs_label or vs, target=target, aim=aim,
+                      target_basis=basis)
+        reference = stats.get(vs, {})
+        if "min" in value and "min" in reference:
+            result["ratio"] = value["min"] / reference["min"]
+            result["ratio_median"] = value["median"] / reference["median"]
+            if target is not None and basis in ("timeit", "both"):
+                result["meets_target"] = result["ratio"] <= target
+        elif "min" in value:
+            result["vs_missing"] = reference.get("error") or reference.get("not_installed") \
+                or "not measured"
     if also is not None:
         other_key, other_value = also
-        reference = stats[other_key]["min"] if other_key in stats else other_value
-        if reference:
+        reference = stats[other_key].get("min") if other_key in stats else other_value
+        if reference and "min" in value:
             result["also_vs"] = other_key
+            result["also_label"] = also_label or other_key
             result["also_ratio"] = value["min"] / reference
     return result
 
@@ -451,6 +578,7 @@ def figure5(pythons, cluster, options):
         if variant != "dj13":
             # Throughput: compare the best rounds (least disturbed by other load) and medians.
             item["vs"] = "dj13"
+            item["vs_label"] = "1.3.7"
             item["ratio"] = value["max"] / stats["dj13"]["max"]
             item["ratio_median"] = value["median"] / stats["dj13"]["median"]
             if variant == "dj13shim":
@@ -504,32 +632,42 @@ def start_cluster():
 
 # -- callgrind: instruction counts, independent of the machine's load ------------------------------
 
-# figure -> [(row key, variant, case, rounds)]; an op costs (Ir(2N) - Ir(N)) / (N * unroll).
+# figure -> [(row key, variant, case, rounds)]; an op costs (Ir(2N) - Ir(N)) / (N * unroll), the
+# unroll as the worker reports it. Figure 4's rows are its own (callgrind_rows()).
 CALLGRIND_ROWS = {
     1: [("dj13", "dj13", "getitem", 5000), ("dj13shim", "dj13shim", "getitem", 5000),
         ("dj14", "dj14", "getitem", 5000), ("dj61", "dj61", "getitem", 5000)],
     2: [("dj13-ops", "dj13", "attr_ops_module", 5000),
         ("dj13shim-module-ops", "dj13shim", "attr_ops_module", 5000),
         ("dj13shim-legacy-ops", "dj13shim", "attr_ops_legacy", 5000),
-        ("dj14-ops", "dj14", "attr_ops_module", 5000)],
+        ("dj14-ops", "dj14", "attr_ops_module", 5000),
+        ("dj13-alias", "dj13", "attr_alias_module", 5000),
+        ("dj13shim-module-alias", "dj13shim", "attr_alias_module", 5000),
+        ("dj13shim-legacy-alias", "dj13shim", "attr_alias_legacy", 5000),
+        ("dj14-alias", "dj14", "attr_alias_module", 5000)],
     3: [("dj13-orm_get", "dj13", "orm_get", 500), ("dj13shim-orm_get", "dj13shim", "orm_get", 500),
         ("dj13-orm_count", "dj13", "orm_count", 500),
         ("dj13shim-orm_count", "dj13shim", "orm_count", 500)],
-    4: [("dj13shim-route_bare", "dj13shim", "route_bare", 1000),
-        ("dj13shim-route_alias", "dj13shim", "route_alias", 1000),
-        ("dj13shim-route_wrapper", "dj13shim", "route_wrapper", 1000),
-        ("dj61-route_bare", "dj61", "route_bare", 1000),
-        ("dj61-route_alias", "dj61", "route_alias", 1000),
-        ("dj61-route_wrapper", "dj61", "route_wrapper", 1000),
-        ("dj61-getitem_after_routing", "dj61", "getitem_after_routing", 5000)],
     5: [("dj13", "dj13", "request", 20), ("dj13shim", "dj13shim", "request", 20),
         ("dj14", "dj14", "request", 20)],
 }
-UNROLL = {"getitem": 20, "getitem_after_routing": 20, "attr_ops_module": 20, "attr_ops_legacy": 20, "route_bare": 10,
-          "route_alias": 10, "route_wrapper": 10}
+
+
+def callgrind_rows(number, report):
+    """Figure ``number``'s rows to count: figure 4's are every row it measured (those that
+    failed or did not install are not counted)."""
+    if number != 4:
+        return CALLGRIND_ROWS[number]
+    rows = []
+    for item in report["figures"].get("4", {}).get("rows", ()):
+        if "min" in item and item.get("case"):
+            rounds = 5000 if item["case"].startswith("getitem") else 1000
+            rows.append((item["key"], item["variant"], item["case"], rounds))
+    return rows
 
 
 def callgrind_instructions(pythons, variant, case, rounds, pg_port=None):
+    """(instructions of the whole process, the case's unroll) for one --count run."""
     env_name, shim, _ = VARIANTS[variant]
     command = ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null",
                pythons[env_name], os.path.join(HERE, "worker.py"),
@@ -543,20 +681,25 @@ def callgrind_instructions(pythons, variant, case, rounds, pg_port=None):
         command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True,
         env=dict(os.environ, PYTHONDONTWRITEBYTECODE="1", PYTHONHASHSEED="0"),
     )
+    unroll = None
+    for line in completed.stdout.splitlines():
+        if line.startswith("{"):
+            unroll = json.loads(line).get("unroll")
     for line in completed.stderr.splitlines():
-        if "Collected :" in line:
-            return int(line.split(":")[-1])
-    raise SystemExit("bench: callgrind failed for %s %s:\n%s"
-                     % (variant, case, completed.stderr[-3000:]))
+        if "Collected :" in line and completed.returncode == 0 and unroll:
+            return int(line.split(":")[-1]), unroll
+    raise SystemExit("bench: callgrind failed for %s %s (exit %s):\n%s"
+                     % (variant, case, completed.returncode, completed.stderr[-3000:]))
 
 
 def callgrind_figure(number, pythons, report, pg_port=None):
     """Instructions per op for the rows of ``number``, two runs of each (N and 2N rounds),
-    two runs at a time; written into the figure's rows as "instructions"."""
+    two runs at a time; written into the figure's rows as "instructions", with the ratio to
+    the row's reference and, where the row's target is judged on instructions, whether met."""
     from concurrent.futures import ThreadPoolExecutor
 
     jobs = []
-    for key, variant, case, rounds in CALLGRIND_ROWS[number]:
+    for key, variant, case, rounds in callgrind_rows(number, report):
         jobs += [(key, variant, case, rounds), (key, variant, case, 2 * rounds)]
     with ThreadPoolExecutor(2) as pool:
         counts = list(pool.map(
@@ -564,20 +707,24 @@ def callgrind_figure(number, pythons, report, pg_port=None):
     per_op = {}
     for index in range(0, len(jobs), 2):
         key, _, case, rounds = jobs[index]
-        per_op[key] = (counts[index + 1] - counts[index]) / float(rounds * UNROLL.get(case, 1))
+        (short, unroll), (long_, _) = counts[index], counts[index + 1]
+        per_op[key] = (long_ - short) / float(rounds * unroll)
     figure = report["figures"].get(str(number))
     if figure is None:
         return
-    if number == 4:  # connections[alias] on Django 6.1 before routing: figure 1's row
-        for item in report["figures"].get("1", {}).get("rows", ()):
-            if item["key"] == "dj61" and "instructions" in item:
-                per_op["dj61-getitem"] = item["instructions"]
     for item in figure["rows"]:
-        if item["key"] in per_op:
-            item["instructions"] = per_op[item["key"]]
-            reference = per_op.get(item.get("vs") or item.get("also_vs"))
-            if reference:
-                item["instructions_ratio"] = per_op[item["key"]] / reference
+        if item["key"] not in per_op:
+            continue
+        item["instructions"] = per_op[item["key"]]
+        reference = per_op.get(item.get("vs"))
+        if reference:
+            item["instructions_ratio"] = per_op[item["key"]] / reference
+            if item.get("target") is not None and \
+                    item.get("target_basis") in ("instructions", "both"):
+                item["meets_target_instructions"] = item["instructions_ratio"] <= item["target"]
+        also = per_op.get(item.get("also_vs"))
+        if also:
+            item["also_instructions_ratio"] = per_op[item["key"]] / also
     figure["instructions_note"] = (
         "instructions per op: valgrind --tool=callgrind, (Ir(2N rounds) - Ir(N rounds)) / N, "
         "including the unrolled loop's share of overhead"
@@ -594,6 +741,55 @@ def format_value(value, unit):
     if value >= 100:
         return "%.0f" % value
     return "%.1f" % value
+
+
+def yes_no(value):
+    return "?" if value is None else ("yes" if value else "NO")
+
+
+def target_text(item, higher_is_better=False):
+    """"<= 2.00x bare", with "(instr)" when judged on instructions only; "" without a target."""
+    if item.get("target") is None:
+        return ""
+    text = "%s %.2fx %s" % (">=" if higher_is_better else "<=", item["target"],
+                            item.get("vs_label") or item.get("vs", ""))
+    if item.get("target_basis") == "instructions":
+        text += " (instr)"
+    if item.get("aim") is not None:
+        text += " [aim %.2f]" % item["aim"]
+    return text
+
+
+def met_text(item):
+    """Whether the row meets its target: "yes", "NO", "?" (not measured: needs --callgrind, or
+    the reference failed), for the minima and/or the instructions as the target says."""
+    if item.get("target") is None:
+        return ""
+    basis = item.get("target_basis", "timeit")
+    parts = []
+    if basis in ("timeit", "both"):
+        parts.append(yes_no(item.get("meets_target")))
+    if basis in ("instructions", "both"):
+        parts.append("instr " + yes_no(item.get("meets_target_instructions")))
+    return ", ".join(parts)
+
+
+def target_rows(report):
+    """Every (figure, row) with a target."""
+    for number in sorted(report["figures"], key=int):
+        for item in report["figures"][number].get("rows", ()):
+            if item.get("target") is not None:
+                yield number, item
+
+
+def failed_rows(report):
+    """Rows whose case failed in its worker: (figure, label, error)."""
+    return [(number, item["label"], item["error"])
+            for number in sorted(report["figures"], key=int)
+            for item in report["figures"][number].get("rows", ()) if "error" in item]
+
+
+LABEL_WIDTH = 62
 
 
 def print_table(figure_number, figure, out):
@@ -619,38 +815,76 @@ def print_table(figure_number, figure, out):
                   "   legacy object django.db.connection; server conns: pg_stat_activity)\n")
         return
     unit = figure["unit"]
-    out.write("   %-78s %9s %9s  %s\n" % ("", "min", "median", "ratio (target)"))
+    higher = figure.get("higher_is_better")
+    line = "   %-" + str(LABEL_WIDTH) + "s %8s %8s  %-18s %10s %6s  %-28s %s\n"
+    out.write(line % ("", "best" if higher else "min", "median", "ratio",
+                      "instr", "ratio", "target", "met"))
+    group = None
     for item in figure["rows"]:
+        label = item["label"]
+        if item.get("group") and label.startswith(item["group"] + ": "):
+            if item["group"] != group:
+                out.write("   %s\n" % item["group"])
+            label = "  " + label[len(item["group"]) + 2:]
+        group = item.get("group")
+        label = label[:LABEL_WIDTH]
+        if "error" in item or "not_installed" in item:
+            what = ("ERROR: %s" % item["error"]) if "error" in item \
+                else ("not measured, did not install: %s" % item["not_installed"])
+            out.write(("   %-" + str(LABEL_WIDTH) + "s %s\n") % (label, what[:160]))
+            if item.get("target") is not None:
+                out.write(("   %-" + str(LABEL_WIDTH) + "s target %s: NO (not measured)\n")
+                          % ("", target_text(item, higher)))
+            continue
         ratio = ""
         if "ratio" in item:
-            ratio = "%.2fx %s" % (item["ratio"], item["vs"])
-            if item.get("target") is not None:
-                ratio += " (%s %.2f: %s)" % (
-                    ">=" if figure.get("higher_is_better") else "<=", item["target"],
-                    "ok" if item["meets_target"] else "MISSED")
-            if item.get("aim") is not None:
-                ratio += " [aim %.2f]" % item["aim"]
-        if "also_ratio" in item:
-            ratio += "; %.2fx %s" % (item["also_ratio"], item["also_vs"])
+            ratio = "%.2fx %s" % (item["ratio"], item.get("vs_label") or item["vs"])
+        elif item.get("vs_missing"):
+            ratio = "%s: -" % (item.get("vs_label") or item["vs"])
+        instr = ratio_i = ""
         if "instructions" in item:
-            ratio += "; %.0f instr" % item["instructions"]
+            instr = "{:,.0f}".format(item["instructions"])
             if "instructions_ratio" in item:
-                ratio += " (%.2fx)" % item["instructions_ratio"]
+                ratio_i = "%.2fx" % item["instructions_ratio"]
+        best = item["max"] if higher else item["min"]
+        out.write(line % (label, format_value(best, unit), format_value(item["median"], unit),
+                          ratio, instr, ratio_i, target_text(item, higher), met_text(item)))
+        extras = []
+        if item.get("vs_missing"):
+            extras.append("no %s to compare with (%s)"
+                          % (item.get("vs_label") or item["vs"], item["vs_missing"][:100]))
+        if "also_ratio" in item:
+            text = "%.2fx %s" % (item["also_ratio"], item.get("also_label") or item["also_vs"])
+            if "also_instructions_ratio" in item:
+                text += " (%.2fx in instructions)" % item["also_instructions_ratio"]
+            extras.append(text)
         if "server_cpu_us_min" in item:
-            ratio += "; server CPU %.0f us/req" % item["server_cpu_us_min"]
+            text = "server CPU %.0f us/req" % item["server_cpu_us_min"]
             if item.get("server_cpu_ratio"):
-                ratio += " (%.2fx)" % item["server_cpu_ratio"]
+                text += " (%.2fx)" % item["server_cpu_ratio"]
+            extras.append(text)
         if item.get("errors"):
-            ratio += "; %d errors" % item["errors"]
-        best = item["max"] if figure.get("higher_is_better") else item["min"]
-        out.write("   %-78s %9s %9s  %s\n" % (
-            item["label"][:78], format_value(best, unit), format_value(item["median"], unit),
-            ratio))
+            extras.append("%d errors" % item["errors"])
+        if extras:
+            out.write(("   %-" + str(LABEL_WIDTH) + "s   also: %s\n") % ("", "; ".join(extras)))
     if figure.get("note"):
-        out.write("   %s\n" % figure["note"])
-    if figure.get("higher_is_better"):
+        import textwrap
+
+        out.write(textwrap.fill(figure["note"], 100, initial_indent="   ",
+                                subsequent_indent="   ") + "\n")
+    with_targets = [item for item in figure["rows"] if item.get("target") is not None]
+    if with_targets:
+        judged = [met_text(item) for item in with_targets]
+        met = sum(1 for text in judged if "NO" not in text and "?" not in text)
+        missed = sum(1 for text in judged if "NO" in text)
+        out.write("   targets: %d rows, %d met in full, %d missed, %d not judged (?: no "
+                  "--callgrind, or the row or its reference not measured)\n"
+                  % (len(judged), met, missed, len(judged) - met - missed))
+    if higher:
         out.write("   (first column: best round; ratios: best rounds, medians in the JSON; server CPU:\n"
                   "   the gunicorn processes' user+system time per request, min over rounds)\n")
+    else:
+        out.write("   (ratios: of the minima; instr: instructions per op, with --callgrind)\n")
 
 
 def print_report(report, figures, out):
@@ -690,9 +924,19 @@ def main():
         options.repeats = options.orm_repeats = 3
         options.load_rounds, options.load_seconds = 1, 2
         options.threads = 100
-    figures = sorted(int(part) for part in options.figures.split(",") if part)
+    try:
+        figures = sorted(set(int(part) for part in options.figures.split(",") if part.strip()))
+    except ValueError:
+        parser.error("--figures: a comma-separated list of figure numbers, got %r"
+                     % options.figures)
+    unknown = [number for number in figures if number not in FIGURE_VARIANTS]
+    if unknown or not figures:
+        parser.error("--figures: no figure %s (there are %s)" % (
+            ", ".join(map(str, unknown)) or "given",
+            ", ".join(map(str, sorted(FIGURE_VARIANTS)))))
+    variants = [v for v in VARIANTS if any(v in FIGURE_VARIANTS[n] for n in figures)]
 
-    pythons = envs.ensure_all()
+    pythons = envs.ensure_envs(VARIANTS[variant][0] for variant in variants)
     os.makedirs(RESULTS, exist_ok=True)
     options.done = {}
     started = time.time()
@@ -706,8 +950,9 @@ def main():
     cluster = None
     try:
         if any(number in figures for number in (1, 2, 3, 4)):
-            for variant in VARIANTS:
-                workers[variant] = Worker(variant, pythons)
+            for variant in variants:
+                if any(variant in FIGURE_VARIANTS[n] for n in figures if n <= 4):
+                    workers[variant] = Worker(variant, pythons)
             report["workers"] = dict((v, w.info) for v, w in workers.items())
         for number, function in ((1, figure1), (2, figure2), (3, figure3), (4, figure4)):
             if number in figures:
@@ -745,6 +990,11 @@ def main():
     stamped = os.path.join(RESULTS, time.strftime("run-%Y%m%d-%H%M%S.json"))
     shutil.copyfile(options.json, stamped)
     out.write("\nJSON: %s\n" % options.json)
+    failed = failed_rows(report)
+    if failed:
+        for number, label, error in failed:
+            log("figure %s: %s: %s" % (number, label, error))
+        raise SystemExit("bench: %d rows failed (error rows above)" % len(failed))
 
 
 if __name__ == "__main__":

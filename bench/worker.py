@@ -9,12 +9,17 @@ line describing itself, then answers JSON requests, one per line on stdin, one J
 stdout, until stdin closes:
 
     {"op": "time", "case": "getitem", "seconds": 0.05}  ->  {"ns": 71.2, "n": 40000, ...}
+    {"op": "time", "case": "nope"}                      ->  {"error": "BenchCaseError: ..."}
     {"op": "threads", "count": 1000, "concurrency": 10} ->  {"before": {...}, "after_gc": {...}}
 
 A timed case is a statement compiled into a loop (unrolled, its names bound as locals); the
 same loop with ``pass`` is timed right before it and subtracted, so "ns" is the cost of one
-statement. The driver interleaves the variants of a figure and repeats; this process only runs
-when asked, so variants never compete for the CPU.
+statement. Figure 4's anchors (other routers' blocks: django-dynamic-db-router's in_database,
+django-multidb-router's use_primary_db) are imported when first asked for, in this process, and,
+like the routing cases, refused unless a block of theirs really routes. A request that fails
+is answered with its error and the worker goes on. The driver interleaves the variants of a
+figure and repeats; this process only runs when asked, so variants never compete for the CPU.
+With --count, the case's unroll is printed as one JSON line at the end.
 """
 import argparse
 import gc
@@ -67,6 +72,7 @@ class Case(object):
         self.baseline = compile_loop("pass", sorted(names), unroll)
         self.teardown = teardown
         self.rounds = None
+        self.info = {}  # reported with each timing (an anchor: the module timed, its version)
 
     def run(self, rounds):
         return self.loop(rounds, timer, **self.names)
@@ -88,11 +94,14 @@ class Case(object):
         empty = self.baseline(rounds, timer, **self.names)
         elapsed = self.run(rounds)
         ops = rounds * self.unroll
-        return {
+        result = {
             "ns": (elapsed - empty) / ops * 1e9,
             "gross_ns": elapsed / ops * 1e9,
             "n": ops,
+            "unroll": self.unroll,
         }
+        result.update(self.info)
+        return result
 
 
 def build_cases(state):
@@ -117,7 +126,27 @@ def build_cases(state):
 
 
 ROUTING_CASES = ("route_bare", "route_alias", "route_wrapper", "route_alias_new",
-                 "getitem_after_routing")
+                 "route_wrapper_new", "getitem_after_routing")
+
+# Figure 4's anchors: other routers' blocks, timed as ours are (bench/envs.py installs them).
+ANCHOR_CASES = ("anchor_in_database", "anchor_in_database_new", "anchor_use_primary_db")
+
+
+class BenchCaseError(Exception):
+    """A case that cannot be measured as asked (a block that routes nothing, say)."""
+
+
+def check_block(name, make_block, probe, inside):
+    """Refuse a case whose block would time nothing: within one block made by ``make_block``,
+    ``probe()`` must be ``inside``, and after it no longer."""
+    before = probe()
+    with make_block():
+        during = probe()
+    after = probe()
+    if during is not inside or after is inside or after is not before:
+        raise BenchCaseError(
+            "%s: the block does not route (probe %r before, %r within, %r after; wanted %r "
+            "within only)" % (name, before, during, after, inside))
 
 
 def routing_cases(connections):
@@ -127,6 +156,12 @@ def routing_cases(connections):
     shared = new_wrapper("other")  # a wrapper made shareable, as shared_connection() does
     share(shared)
     other = connections["other"]
+
+    def current():
+        return connections["default"]
+
+    check_block("route_alias", lambda: route_connections(default="other"), current, other)
+    check_block("route_wrapper", lambda: route_connections(default=shared), current, shared)
     names = {"c": connections, "w": other}
     cases = {
         # What a site could write by hand: re-point the alias for the thread, then restore it.
@@ -139,13 +174,61 @@ def routing_cases(connections):
             'with route_connections(default="other"):\n    pass',
             {"route_connections": route_connections}, 10,
         ),
+        "route_wrapper_new": Case(
+            "with route_connections(default=w):\n    pass",
+            {"route_connections": route_connections, "w": shared}, 10,
+        ),
     }
-    # Figure 4's first block enables the per-task overlay on Django 3.0+: from here on every
-    # connections[alias] consults it (reported as getitem_after_routing).
-    with route_connections(default="other"):
-        pass
+    # Figure 4's first block (the checks above) enables the per-task overlay on Django 3.0+:
+    # from here on every connections[alias] consults it (reported as getitem_after_routing).
     cases["getitem_after_routing"] = Case('c["default"]', {"c": connections})
     return cases
+
+
+def anchor_case(name):
+    """One anchor, imported and checked when first asked for: an anchor that does not import or
+    does not route raises (the driver shows an error row, never a blank)."""
+    if name in ("anchor_in_database", "anchor_in_database_new"):
+        # django-dynamic-db-router: a thread-local stack that its DynamicDbRouter reads.
+        from dynamic_db_router import DynamicDbRouter, in_database
+
+        router = DynamicDbRouter()
+        reads = {"default": "default", "other": "other"}  # interned: compared with `is`
+        check_block(name, lambda: in_database("other"),
+                    lambda: reads.get(router.db_for_read(None)), "other")
+        if name == "anchor_in_database":  # made once, as a decorator's
+            case = Case("with r:\n    pass", {"r": in_database("other")}, 10)
+        else:
+            case = Case('with in_database("other"):\n    pass', {"in_database": in_database}, 10)
+        import dynamic_db_router.version as module
+    elif name == "anchor_use_primary_db":
+        # django-multidb-router: one module-level object pinning the thread to the primary.
+        from multidb.pinning import this_thread_is_pinned, use_primary_db
+
+        check_block(name, lambda: use_primary_db, this_thread_is_pinned, True)
+        case = Case("with r:\n    pass", {"r": use_primary_db}, 10)
+        import multidb as module
+    else:
+        raise BenchCaseError("unknown anchor %r" % name)
+    # What was timed, in this process: the module's file (in this worker's venv) and version.
+    case.info = {"module": module.__file__,
+                 "version": getattr(module, "__version__", None)}
+    return case
+
+
+def get_case(cases, name, routing, connections):
+    """The case ``name``, built on first use: routing cases all at once (the first block enables
+    the per-task overlay on Django 3.0+, which changes connections[alias] for the rest of the
+    process), anchors one by one."""
+    if name not in cases:
+        if name in routing:
+            cases.update(routing_cases(connections))
+        elif name in ANCHOR_CASES:
+            cases[name] = anchor_case(name)
+        else:
+            raise BenchCaseError("no case %r in this worker (it has %s)"
+                                 % (name, ", ".join(sorted(cases) + list(routing))))
+    return cases[name]
 
 
 def wsgi_request_case():
@@ -321,7 +404,7 @@ def main():
         "django": django.get_version(),
         "shim": options.shim,
         "db": options.db,
-        "cases": sorted(cases) + list(routing),
+        "cases": sorted(cases) + list(routing) + list(ANCHOR_CASES),
         "legacy_is_module_connection": legacy is django.db.connection,
         "module_connection_type": type(django.db.connection).__name__,
     }
@@ -330,27 +413,30 @@ def main():
 
         describe["shim_patches"] = len(connlocal_shim.status()["patches"])
     if options.count:
-        if options.count in routing and options.count not in cases:
-            cases.update(routing_cases(connections))
-        case = cases[options.count]
+        case = get_case(cases, options.count, routing, connections)
         case.run(max(1, 1000 // case.unroll))  # the same warm-up as a timed case
         case.run(options.rounds)
+        sys.stdout.write(json.dumps({"case": options.count, "unroll": case.unroll,
+                                     "rounds": options.rounds}) + "\n")
         return
     out = sys.stdout
     out.write(json.dumps(describe) + "\n")
     out.flush()
     for line in iter(sys.stdin.readline, ""):
         request = json.loads(line)
-        if request["op"] == "time":
-            if request["case"] in routing and request["case"] not in cases:
-                # Built on first use: the first block enables the per-task overlay on Django
-                # 3.0+, which changes connections[alias] for the rest of the process.
-                cases.update(routing_cases(connections))
-            reply = cases[request["case"]].time(request.get("seconds", 0.05))
-        elif request["op"] == "threads":
-            reply = short_lived_threads(state, request["count"], request["concurrency"])
-        else:
-            reply = {"error": "unknown op %r" % request["op"]}
+        try:
+            if request["op"] == "time":
+                case = get_case(cases, request["case"], routing, connections)
+                reply = case.time(request.get("seconds", 0.05))
+            elif request["op"] == "threads":
+                reply = short_lived_threads(state, request["count"], request["concurrency"])
+            else:
+                reply = {"error": "unknown op %r" % request["op"]}
+        except Exception as error:  # reported to the driver as this request's error row
+            import traceback
+
+            reply = {"error": "%s: %s" % (type(error).__name__, error),
+                     "traceback": traceback.format_exc()}
         out.write(json.dumps(reply) + "\n")
         out.flush()
 
