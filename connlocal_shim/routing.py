@@ -1035,18 +1035,17 @@ def route_connections(close_connections=False, **aliases):
         def edit(request):
             ...
     """
-    try:
-        if len(aliases) == 1:
-            key = (close_connections,) + tuple(aliases.items())
-        else:
-            key = (close_connections,) + tuple(sorted(aliases.items()))
-        block = _BLOCKS.get(key)
-    except TypeError:  # a value that cannot be a key
-        return RouteConnections(close_connections=close_connections, **aliases)
+    for value in aliases.values():
+        if not isinstance(value, string_types):  # a wrapper or factory: a block of its own
+            return RouteConnections(close_connections=close_connections, **aliases)
+    if len(aliases) == 1:
+        key = (close_connections,) + tuple(aliases.items())
+    else:
+        key = (close_connections,) + tuple(sorted(aliases.items()))
+    block = _BLOCKS.get(key)
     if block is None:
         block = RouteConnections(close_connections=close_connections, **aliases)
-        if all(isinstance(value, string_types) for value in aliases.values()):
-            if len(_BLOCKS) >= _BLOCKS_KEPT:
-                _BLOCKS.clear()
-            _BLOCKS[key] = block
+        if len(_BLOCKS) >= _BLOCKS_KEPT:
+            _BLOCKS.clear()
+        _BLOCKS[key] = block
     return block
