@@ -29,7 +29,7 @@ from connlocal_shim.compat import reraise, string_types
 from connlocal_shim.context import THREAD_FRAMES
 from connlocal_shim.handler import ThreadConnections
 from connlocal_shim.identity import PerThread, get_ident, thread_module
-from connlocal_shim.wrappers import proxied_alias
+from connlocal_shim.wrappers import PROXY_MARK
 
 _thread = thread_module()  # its get_ident is read at each call (gevent/eventlet may patch it)
 _ROUTES, _FRAMES = context.ROUTES, context.FRAMES
@@ -90,18 +90,34 @@ def _require_thread_local(storage):
         )
 
 
-def is_wrapper(value):
-    """Whether ``value`` is a DatabaseWrapper (or a legacy reference standing for one)."""
+def _base_wrapper():
+    """BaseDatabaseWrapper as its module names it now (the backport rebinds the name to the
+    rebuilt class), or None where there is none."""
     module = _modules.get("base")
     if module is None:
         from connlocal_shim.features import _find_base_wrapper
 
         base = _find_base_wrapper()
         if base is None:
-            return False
+            return None
         module = _modules["base"] = sys.modules[base.__module__]
-    # Read from the module each time: the backport rebinds the name to the rebuilt class.
-    return isinstance(value, module.BaseDatabaseWrapper)
+    return module.BaseDatabaseWrapper
+
+
+def is_wrapper(value):
+    """Whether ``value`` is a DatabaseWrapper (or a legacy reference standing for one)."""
+    base = _base_wrapper()
+    return base is not None and isinstance(value, base)
+
+
+def _is_plain_wrapper(value):
+    """Whether ``value``'s own type is a DatabaseWrapper class: no proxy, nothing that claims a
+    class through ``__class__``. Reads no ``__class__`` (on the backport's rebuilt classes that
+    is a Python-level descriptor)."""
+    module = _modules.get("base")  # _base_wrapper(), without the call once it is known
+    base = module.BaseDatabaseWrapper if module is not None else _base_wrapper()
+    cls = type(value)
+    return base is not None and issubclass(cls, base) and PROXY_MARK not in cls.__dict__
 
 
 def _django_proxy_classes():
@@ -320,6 +336,14 @@ ALIAS, FACTORY, WRAPPER, PROXY, CALLABLE = "alias", "factory", "wrapper", "proxy
 def value_kind(alias, value):
     """What route_connections(alias=value) routes to, or TypeError saying what it accepts.
     The one check of a value: the constructor makes it, entering relies on it."""
+    # By type first, reading no __class__; then what objects that claim a class answer.
+    cls = type(value)
+    if issubclass(cls, string_types):
+        return ALIAS
+    if issubclass(cls, ConnectionFactory):
+        return FACTORY
+    if _is_plain_wrapper(value):
+        return WRAPPER
     if isinstance(value, string_types):
         return ALIAS
     if isinstance(value, ConnectionFactory):
@@ -841,7 +865,7 @@ class RouteConnections(object):
                 check_alias(alias, handler)
                 if kind is ALIAS:
                     check_alias(value, handler)
-                elif value.__class__ is not type(value) or proxied_alias(value) is not None:
+                elif not _is_plain_wrapper(value):
                     self._simple = False  # a proxy: unwrapped each time, the general way
                     return None
                 plan.append((alias, value, kind is ALIAS))
@@ -999,8 +1023,18 @@ else:  # Python 2 cannot parse async def
 # route_connections() of alias strings only gives the same block for the same arguments: a block
 # holds no state of its own between uses (its frames are the thread's or the context's), and a
 # view's `with route_connections(default="master"):` then costs what a block made once does.
+# One alias (most blocks): {alias: {value: block}}, one dict for close_connections=False and
+# one for True; several aliases: {(close_connections, *sorted items): block}. Only values of
+# exactly str (and unicode) are kept: anything else may compare or hash as it likes (Django
+# 1.5/1.6's wrappers hash and compare by alias), and a block holds its values (a wrapper kept
+# here would be kept alive).
+_ONE_ALIAS_BLOCKS = {}
+_ONE_ALIAS_CLOSING_BLOCKS = {}
 _BLOCKS = {}
 _BLOCKS_KEPT = 256
+_PLAIN_STRINGS = frozenset(
+    cls for cls in (str, type(u"")) if issubclass(cls, string_types)
+)
 
 
 def route_connections(close_connections=False, **aliases):
@@ -1035,17 +1069,45 @@ def route_connections(close_connections=False, **aliases):
         def edit(request):
             ...
     """
+    if aliases:
+        # The common case, one alias, with the fewest operations (each builtin call counts on
+        # Python 2): the kwargs dict is ours to take apart.
+        alias, value = aliases.popitem()
+        if not aliases:  # it was the only one
+            if type(value) not in _PLAIN_STRINGS:  # by type, reading no __class__
+                aliases[alias] = value
+                return RouteConnections(close_connections=close_connections, **aliases)
+            if close_connections is False:
+                by_alias = _ONE_ALIAS_BLOCKS
+            elif close_connections is True:
+                by_alias = _ONE_ALIAS_CLOSING_BLOCKS
+            else:
+                return RouteConnections(close_connections=close_connections, **{alias: value})
+            blocks = by_alias.get(alias)
+            if blocks is not None:
+                block = blocks.get(value)
+                if block is not None:
+                    return block
+            elif len(by_alias) >= _BLOCKS_KEPT:
+                by_alias.clear()
+            else:
+                blocks = by_alias[alias] = {}
+            block = RouteConnections(close_connections=close_connections, **{alias: value})
+            if blocks is not None:
+                if len(blocks) >= _BLOCKS_KEPT:
+                    blocks.clear()
+                blocks[value] = block
+            return block
+        aliases[alias] = value
     for value in aliases.values():
-        if not isinstance(value, string_types):  # a wrapper or factory: a block of its own
+        if type(value) not in _PLAIN_STRINGS:  # a wrapper, a factory: a block of its own
             return RouteConnections(close_connections=close_connections, **aliases)
-    if len(aliases) == 1:
-        key = (close_connections,) + tuple(aliases.items())
-    else:
-        key = (close_connections,) + tuple(sorted(aliases.items()))
+    key = (bool(close_connections),) + tuple(sorted(aliases.items()))
     block = _BLOCKS.get(key)
-    if block is None:
-        block = RouteConnections(close_connections=close_connections, **aliases)
-        if len(_BLOCKS) >= _BLOCKS_KEPT:
-            _BLOCKS.clear()
-        _BLOCKS[key] = block
+    if block is not None:
+        return block
+    block = RouteConnections(close_connections=close_connections, **aliases)
+    if len(_BLOCKS) >= _BLOCKS_KEPT:
+        _BLOCKS.clear()
+    _BLOCKS[key] = block
     return block

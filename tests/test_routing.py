@@ -108,6 +108,40 @@ def test_blocks_nest_and_an_alias_string_names_the_threads_own_connection():
     assert aliases_now() == own
 
 
+class AliasName(str):
+    """A str subclass as an alias value (as a settings module's constants may be)."""
+
+
+def test_the_same_alias_strings_give_one_block_and_any_other_arguments_another():
+    # route_connections() keeps the blocks of alias strings; nothing else may share one.
+    handler = connections()
+    own = aliases_now()
+    one = route_connections(default="other")
+    assert route_connections(default="other") is one
+    assert route_connections(default="memory") is not one
+    assert route_connections(other="default") is not one
+    closing = route_connections(default="other", close_connections=True)
+    assert closing is not one and closing.close_connections
+    assert route_connections(default="other", close_connections=True) is closing
+    two = route_connections(default="other", other="default")
+    assert route_connections(other="default", default="other") is two
+    assert route_connections(default="other", other="default", close_connections=True) is not two
+    # A wrapper, and a value that is a str only by subclass, get a block of their own each time,
+    # and each routes where it says.
+    wrapper = own["memory"]
+    assert route_connections(default=wrapper) is not route_connections(default=wrapper)
+    with route_connections(default=wrapper):
+        assert handler["default"] is wrapper
+    assert route_connections(default=AliasName("other")) is not one
+    with route_connections(default=AliasName("other")):
+        assert handler["default"] is own["other"]
+    with one:
+        assert handler["default"] is own["other"]
+    with two:
+        assert handler["default"] is own["other"] and handler["other"] is own["default"]
+    assert aliases_now() == own
+
+
 def test_two_aliases_can_be_swapped():
     handler = connections()
     own = aliases_now()
