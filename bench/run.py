@@ -34,7 +34,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -49,6 +48,7 @@ sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(REPO, "tests"))
 
 import envs  # noqa: E402
+from throwaway import free_port  # noqa: E402 (tests/throwaway.py)
 
 # variant -> (env, shim installed, label)
 VARIANTS = {
@@ -380,15 +380,6 @@ def row(stats, key, label, vs=None, target=None, aim=None, also=None, basis="tim
 
 
 # -- figure 5: gunicorn ---------------------------------------------------------------------------
-
-def free_port():
-    probe = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    try:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-    finally:
-        probe.close()
-
 
 class Server(object):
     """gunicorn's gthread worker, 8 threads, serving bench_wsgi for one variant."""

@@ -23,16 +23,17 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import threading
 import time
 
+import throwaway
+
 INSTALL_HINT = "apt-get install mariadb-server"
 SUPERUSER = "root"
 SERVER_ACCOUNT = "mysql"
-HOST = "127.0.0.1"
+HOST = throwaway.HOST
 DIRECTORY_PREFIX = "connlocal-shim-mariadb-"
 # The server programs, by their MariaDB names and the MySQL names older packages used.
 PROGRAMS = {
@@ -66,18 +67,13 @@ class ServerError(Exception):
     """The server could not be started; the message says why and what to do."""
 
 
-def _executable(directory, name):
-    path = os.path.join(directory, name)
-    return path if os.path.isfile(path) and os.access(path, os.X_OK) else None
-
-
 def find_program(kind, path=None):
     """The path of one of PROGRAMS[kind] on PATH (or in EXTRA_DIRECTORIES), None if none."""
     entries = (os.environ.get("PATH", "") if path is None else path).split(os.pathsep)
     directories = [entry for entry in entries if entry] + list(EXTRA_DIRECTORIES)
     for name in PROGRAMS[kind]:
         for directory in directories:
-            found = _executable(directory, name)
+            found = throwaway.executable(directory, name)
             if found:
                 return found
     return None
@@ -87,16 +83,6 @@ def find_server(path=None):
     """{kind: path} of the install, server and client programs; None if one is missing."""
     found = dict((kind, find_program(kind, path)) for kind in PROGRAMS)
     return found if all(found.values()) else None
-
-
-def free_port():
-    """A port of 127.0.0.1 that nothing listens on now (the kernel's pick for port 0)."""
-    probe = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    try:
-        probe.bind((HOST, 0))
-        return probe.getsockname()[1]
-    finally:
-        probe.close()
 
 
 def _server_account():
@@ -159,7 +145,7 @@ class MariaDBServer(object):
             raise ServerError("this server is already started, in %s" % self.directory)
         self._account = _server_account()
         atexit.register(self.stop)
-        self._stop_on_sigterm()
+        throwaway.stop_on_sigterm(self.stop)
         with self._stopped_on_failure("the server's directory"):
             self._make_directory()
             command = [
@@ -195,7 +181,7 @@ class MariaDBServer(object):
 
     def _start_server(self):
         for attempt in range(1, START_ATTEMPTS + 1):
-            self.port = free_port()
+            self.port = throwaway.free_port()
             command = [
                 self.programs["server"], "--no-defaults", "--datadir=" + self.data_directory,
                 "--socket=" + self.socket_path, "--pid-file=" + self.pid_file,
@@ -254,23 +240,6 @@ class MariaDBServer(object):
         finally:
             shutil.rmtree(directory, ignore_errors=True)
 
-    def _stop_on_sigterm(self):
-        """A SIGTERM (tox stopping an env) would end the process without atexit: stop the
-        server first, then hand the signal to the handler that was there (pg_cluster's, which
-        stops its cluster), or die of it as before. Not where SIGTERM is ignored."""
-        previous = signal.getsignal(signal.SIGTERM)
-        if previous in (signal.SIG_IGN, None):
-            return
-
-        def stop_then_terminate(signum, frame):
-            self.stop()
-            if callable(previous):
-                previous(signum, frame)
-            signal.signal(signal.SIGTERM, signal.SIG_DFL)
-            os.kill(os.getpid(), signal.SIGTERM)
-
-        signal.signal(signal.SIGTERM, stop_then_terminate)
-
     def sql(self, statement, database=None):
         """Run ``statement`` with the command-line client over the socket, as root; return its
         output (tab-separated, no column names) or raise ServerError."""
@@ -297,11 +266,7 @@ class MariaDBServer(object):
         return output
 
     def _log_tail(self, lines=20):
-        try:
-            with open(self.log_file) as handle:
-                return "".join(handle.readlines()[-lines:])
-        except (IOError, OSError):
-            return "(no server log)"
+        return throwaway.log_tail(self.log_file, lines)
 
 
 def _wait(process, timeout):
@@ -323,14 +288,4 @@ def stop_leftovers(parent):
 
 
 if __name__ == "__main__":
-    # python tests/mariadb_server.py find-server          exit 1 if there are no server programs
-    # python tests/mariadb_server.py stop-leftovers DIR   list and remove what stop_leftovers finds
-    import sys
-
-    if sys.argv[1:] == ["find-server"]:
-        sys.exit(find_server() is None)
-    if sys.argv[1:2] == ["stop-leftovers"] and len(sys.argv) == 3:
-        for path in stop_leftovers(sys.argv[2]):
-            print(path)
-        sys.exit(0)
-    sys.exit("usage: mariadb_server.py find-server | stop-leftovers DIR")
+    throwaway.main("mariadb_server.py", find_server, stop_leftovers)

@@ -19,14 +19,15 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
+
+import throwaway
 
 INSTALL_HINT = "apt-get install postgresql"
 DEBIAN_BIN_GLOB = "/usr/lib/postgresql/*/bin"
 SUPERUSER = "postgres"
-HOST = "127.0.0.1"
+HOST = throwaway.HOST
 # Durability is worth nothing here and costs seconds per session.
 SERVER_SETTINGS = (
     ("listen_addresses", "'%s'" % HOST),
@@ -44,11 +45,6 @@ class ClusterError(Exception):
     """The cluster could not be started; the message says why and what to do."""
 
 
-def _executable(directory, name):
-    path = os.path.join(directory, name)
-    return path if os.path.isfile(path) and os.access(path, os.X_OK) else None
-
-
 def _version_key(directory):
     """/usr/lib/postgresql/15/bin -> (15,); 9.6 -> (9, 6): the newest sorts last."""
     version = os.path.basename(os.path.dirname(directory))
@@ -62,19 +58,12 @@ def find_server_bin(path=None):
     candidates = [entry for entry in entries if entry]
     candidates += sorted(glob.glob(DEBIAN_BIN_GLOB), key=_version_key, reverse=True)
     for directory in candidates:
-        if _executable(directory, "initdb") and _executable(directory, "pg_ctl"):
+        if throwaway.executable(directory, "initdb") and throwaway.executable(directory, "pg_ctl"):
             return directory
     return None
 
 
-def free_port():
-    """A port of 127.0.0.1 that nothing listens on now (the kernel's pick for port 0)."""
-    probe = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    try:
-        probe.bind((HOST, 0))
-        return probe.getsockname()[1]
-    finally:
-        probe.close()
+free_port = throwaway.free_port
 
 
 def _server_account():
@@ -255,7 +244,7 @@ class PostgresCluster(object):
             initdb = os.path.realpath(os.path.join(self.bin_directory, "initdb"))
             directories[:0] = [self.bin_directory, os.path.dirname(initdb)]
         for directory in directories:
-            found = directory and _executable(directory, name)
+            found = directory and throwaway.executable(directory, name)
             if found:
                 return found
         raise ClusterError(
@@ -292,11 +281,7 @@ class PostgresCluster(object):
         return output
 
     def _log_tail(self, lines=20):
-        try:
-            with open(self.log_file) as handle:
-                return "".join(handle.readlines()[-lines:])
-        except (IOError, OSError):
-            return "(no server log)"
+        return throwaway.log_tail(self.log_file, lines)
 
 
 def stop_leftovers(parent):
@@ -312,14 +297,4 @@ def stop_leftovers(parent):
 
 
 if __name__ == "__main__":
-    # python tests/pg_cluster.py find-server          exit 1 if there are no server programs
-    # python tests/pg_cluster.py stop-leftovers DIR   list and remove what stop_leftovers finds
-    import sys
-
-    if sys.argv[1:] == ["find-server"]:
-        sys.exit(find_server_bin() is None)
-    if sys.argv[1:2] == ["stop-leftovers"] and len(sys.argv) == 3:
-        for path in stop_leftovers(sys.argv[2]):
-            print(path)
-        sys.exit(0)
-    sys.exit("usage: pg_cluster.py find-server | stop-leftovers DIR")
+    throwaway.main("pg_cluster.py", find_server_bin, stop_leftovers)

@@ -29,6 +29,7 @@ import threading
 import time
 
 import pg_cluster
+import throwaway
 
 INSTALL_HINT = "apt-get install pgbouncer"
 HOST = pg_cluster.HOST
@@ -123,7 +124,7 @@ class PgBouncer(object):
             raise PgBouncerError("start the PostgreSQL cluster before PgBouncer")
         account = _account()
         atexit.register(self.stop)
-        self._stop_on_sigterm()
+        throwaway.stop_on_sigterm(self.stop)
         try:
             self.directory = tempfile.mkdtemp(
                 prefix=DIRECTORY_PREFIX, dir=os.environ.get("CONNLOCAL_SHIM_POSTGRES_TMPDIR"))
@@ -135,7 +136,7 @@ class PgBouncer(object):
                 for name in ("", "userlist.txt"):
                     os.chown(os.path.join(self.directory, name), *account)
             for attempt in range(1, START_ATTEMPTS + 1):
-                self.port = pg_cluster.free_port()
+                self.port = throwaway.free_port()
                 self._write_ini()
                 if self._run(account):
                     break
@@ -271,27 +272,8 @@ class PgBouncer(object):
         finally:
             shutil.rmtree(directory, ignore_errors=True)
 
-    def _stop_on_sigterm(self):
-        """As tests/mariadb_server.py: stop, then hand SIGTERM to the handler that was there."""
-        previous = signal.getsignal(signal.SIGTERM)
-        if previous in (signal.SIG_IGN, None):
-            return
-
-        def stop_then_terminate(signum, frame):
-            self.stop()
-            if callable(previous):
-                previous(signum, frame)
-            signal.signal(signal.SIGTERM, signal.SIG_DFL)
-            os.kill(os.getpid(), signal.SIGTERM)
-
-        signal.signal(signal.SIGTERM, stop_then_terminate)
-
     def log_tail(self, lines=20):
-        try:
-            with open(self.log_file) as handle:
-                return "".join(handle.readlines()[-lines:])
-        except (IOError, OSError, TypeError):
-            return "(no log)"
+        return throwaway.log_tail(self.log_file, lines, missing="(no log)")
 
 
 def stop_leftovers(parent):
@@ -306,14 +288,4 @@ def stop_leftovers(parent):
 
 
 if __name__ == "__main__":
-    # python tests/pgbouncer.py find-server          exit 1 if there is no pgbouncer program
-    # python tests/pgbouncer.py stop-leftovers DIR   list and remove what stop_leftovers finds
-    import sys
-
-    if sys.argv[1:] == ["find-server"]:
-        sys.exit(find_pgbouncer() is None)
-    if sys.argv[1:2] == ["stop-leftovers"] and len(sys.argv) == 3:
-        for path in stop_leftovers(sys.argv[2]):
-            print(path)
-        sys.exit(0)
-    sys.exit("usage: pgbouncer.py find-server | stop-leftovers DIR")
+    throwaway.main("pgbouncer.py", find_pgbouncer, stop_leftovers)
