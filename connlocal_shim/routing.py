@@ -336,12 +336,8 @@ ALIAS, FACTORY, WRAPPER, PROXY, CALLABLE = "alias", "factory", "wrapper", "proxy
 def value_kind(alias, value):
     """What route_connections(alias=value) routes to, or TypeError saying what it accepts.
     The one check of a value: the constructor makes it, entering relies on it."""
-    # By type first, reading no __class__; then what objects that claim a class answer.
-    cls = type(value)
-    if issubclass(cls, string_types):
-        return ALIAS
-    if issubclass(cls, ConnectionFactory):
-        return FACTORY
+    # A wrapper first, by its type: isinstance() would read its __class__, a Python-level
+    # descriptor on the backport's rebuilt classes, for each class it is not.
     if _is_plain_wrapper(value):
         return WRAPPER
     if isinstance(value, string_types):
