@@ -6,7 +6,9 @@ The load runs' figures (requests, connections seen, errors) close pytest's outpu
 "greenlets: figures", also under `tox -p` (the env sets parallel_show_output).
 """
 import os
+import shutil
 import sys
+import tempfile
 
 import pytest
 
@@ -26,6 +28,15 @@ class Figures(object):
 
     def add(self, label, value):
         self.lines.append("%-30s %s" % (label + ":", value))
+
+
+@pytest.fixture
+def workdir():
+    """A temporary directory the servers' OS user can reach (their logs, sqlite files)."""
+    directory = tempfile.mkdtemp(prefix="connlocal-green-")
+    os.chmod(directory, 0o755)
+    yield directory
+    shutil.rmtree(directory, True)
 
 
 @pytest.fixture

@@ -17,9 +17,7 @@ committed requests, each in its own transaction, or if connections stay open whi
 idles (PostgreSQL sessions of the site; the worker's file descriptors on the sqlite file).
 """
 import os
-import shutil
 import sys
-import tempfile
 
 import pytest
 
@@ -30,14 +28,6 @@ from support import requires_postgres
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 GREENLETS = 32  # --worker-connections: more than the clients, so that none waits
-
-
-@pytest.fixture
-def workdir():
-    directory = tempfile.mkdtemp(prefix="connlocal-green-")
-    os.chmod(directory, 0o755)
-    yield directory
-    shutil.rmtree(directory, True)
 
 
 @pytest.mark.parametrize("database", [

@@ -106,17 +106,6 @@ def test_the_documented_wsgi_py_is_the_one_the_site_serves():
         "\n".join(documented), "\n".join(served))
 
 
-@pytest.fixture
-def workdir():
-    import shutil
-    import tempfile
-
-    directory = tempfile.mkdtemp(prefix="connlocal-green-doc-")
-    os.chmod(directory, 0o755)
-    yield directory
-    shutil.rmtree(directory, True)
-
-
 @pytest.mark.parametrize("database", [
     "sqlite", pytest.param("postgres", marks=requires_postgres)])
 @pytest.mark.parametrize("command", COMMANDS, ids=[command_id(c) for c in COMMANDS])
