@@ -138,6 +138,13 @@ class MariaDBServer(object):
     def log_file(self):
         return os.path.join(self.directory, "server.log")
 
+    @property
+    def tmp_directory(self):
+        # The server's temporary files (the bootstrap's temporary tables too) in its own
+        # directory, not in the /tmp every other server of the machine shares: a bootstrap
+        # failed once in CI deleting its '/tmp/#sql-temptable-...' file, which was gone.
+        return os.path.join(self.directory, "tmp")
+
     def start(self, databases=()):
         """Make the data directory, start the server and create ``databases`` (utf8mb4);
         returns self. On failure, stops and removes what it made and raises ServerError."""
@@ -151,6 +158,7 @@ class MariaDBServer(object):
             command = [
                 self.programs["install"], "--no-defaults", "--datadir=" + self.data_directory,
                 "--auth-root-authentication-method=normal", "--skip-test-db",
+                "--tmpdir=" + self.tmp_directory,
             ]
             if self._account is not None:
                 command.append("--user=" + self._account[2])
@@ -176,8 +184,10 @@ class MariaDBServer(object):
         self.directory = tempfile.mkdtemp(
             prefix=DIRECTORY_PREFIX, dir=os.environ.get("CONNLOCAL_SHIM_MARIADB_TMPDIR")
         )
+        os.mkdir(self.tmp_directory)
         if self._account is not None:
-            os.chown(self.directory, self._account[0], self._account[1])
+            for path in (self.directory, self.tmp_directory):
+                os.chown(path, self._account[0], self._account[1])
 
     def _start_server(self):
         for attempt in range(1, START_ATTEMPTS + 1):
@@ -186,7 +196,7 @@ class MariaDBServer(object):
                 self.programs["server"], "--no-defaults", "--datadir=" + self.data_directory,
                 "--socket=" + self.socket_path, "--pid-file=" + self.pid_file,
                 "--port=%d" % self.port, "--bind-address=" + HOST,
-                "--log-error=" + self.log_file,
+                "--log-error=" + self.log_file, "--tmpdir=" + self.tmp_directory,
             ] + list(SERVER_OPTIONS)
             if self._account is not None:
                 command.append("--user=" + self._account[2])
