@@ -116,41 +116,74 @@ def restart_server():
     )
 
 
-class ConnectionWatcher(object):
+class Sampler(object):
+    """Calls ``sample()`` every ``interval`` seconds in a daemon thread, from the start of the
+    ``with`` block until its end or until ``limit`` seconds have passed, then ``finish()``.
+    Subclasses keep what they sample (the largest counts) and count their samples."""
+
+    name = "sampler"
+
+    def __init__(self, interval, limit):
+        self.interval, self.limit = interval, limit
+        self.samples = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=self.name)
+        self._thread.daemon = True
+
+    def sample(self):
+        raise NotImplementedError
+
+    def finish(self):
+        pass
+
+    def _run(self):
+        deadline = time.time() + self.limit
+        while not self._stop.is_set() and time.time() < deadline:
+            self.sample()
+            self._stop.wait(self.interval)
+        self.finish()
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info):
+        self._stop.set()
+        self._thread.join(60)
+        return False
+
+
+class ConnectionWatcher(Sampler):
     """Samples the client sessions of ``application_name`` (or of every application) every
     ``interval`` seconds in a thread, until stopped or ``limit`` seconds have passed; keeps the
     largest counts. A lost connection (the server restarting) is counted and reopened."""
 
+    name = "connection-watcher"
+
     def __init__(self, application_name=None, interval=0.02, limit=900):
+        Sampler.__init__(self, interval, limit)
         self.application_name = application_name
-        self.interval = interval
-        self.limit = limit
-        self.samples = 0
         self.reconnects = 0
         self.max_total = 0
         self.max_by_database = {}
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="connection-watcher")
-        self._thread.daemon = True
+        self._connection = None
 
-    def _run(self):
+    def sample(self):
         import psycopg2
 
-        deadline = time.time() + self.limit
-        connection = None
-        while not self._stop.is_set() and time.time() < deadline:
-            try:
-                if connection is None:
-                    connection = connect()
-                self._record(sessions(connection))
-            except psycopg2.Error:
-                self.reconnects += 1
-                if connection is not None:
-                    connection.close()
-                connection = None
-            self._stop.wait(self.interval)
-        if connection is not None:
-            connection.close()
+        try:
+            if self._connection is None:
+                self._connection = connect()
+            self._record(sessions(self._connection))
+        except psycopg2.Error:
+            self.reconnects += 1
+            if self._connection is not None:
+                self._connection.close()
+            self._connection = None
+
+    def finish(self):
+        if self._connection is not None:
+            self._connection.close()
 
     def _record(self, found):
         self.samples += 1
@@ -161,12 +194,3 @@ class ConnectionWatcher(object):
         self.max_total = max(self.max_total, sum(mine.values()))
         for database, count in mine.items():
             self.max_by_database[database] = max(self.max_by_database.get(database, 0), count)
-
-    def __enter__(self):
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc_info):
-        self._stop.set()
-        self._thread.join(60)
-        return False

@@ -15,8 +15,6 @@ import collections
 import shutil
 import sys
 import tempfile
-import threading
-import time
 import os
 
 import pytest
@@ -43,41 +41,28 @@ def settings_variants():
     return [pytest.param(False, id="as-shipped"), pytest.param(True, id="options-autocommit")]
 
 
-class PoolSampler(object):
+class PoolSampler(pgwatch.Sampler):
     """Samples PgBouncer's SHOW POOLS for the site's two databases every 20 ms in a thread:
     the most client connections at once, waiting clients, server connections, longest wait."""
 
+    name = "pool-sampler"
+
     def __init__(self, bouncer, limit=LOAD_DEADLINE + 60):
-        self.bouncer, self.limit = bouncer, limit
-        self.samples = 0
+        pgwatch.Sampler.__init__(self, 0.02, limit)
+        self.bouncer = bouncer
         self.max_clients = self.max_waiting = self.max_servers = self.max_wait_us = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="pool-sampler")
-        self._thread.daemon = True
 
-    def _run(self):
-        deadline = time.time() + self.limit
-        while not self._stop.is_set() and time.time() < deadline:
-            pools = self.bouncer.pools()
-            mine = [pools[name] for name in (MASTER, REPLICA) if name in pools]
-            self.max_clients = max(self.max_clients, sum(
-                pool["cl_active"] + pool["cl_waiting"] for pool in mine))
-            self.max_waiting = max(self.max_waiting, sum(pool["cl_waiting"] for pool in mine))
-            self.max_servers = max(self.max_servers, sum(
-                pool[state] for pool in mine for state in SERVER_STATES))
-            self.max_wait_us = max([self.max_wait_us] + [
-                pool["maxwait"] * 1000000 + pool.get("maxwait_us", 0) for pool in mine])
-            self.samples += 1
-            self._stop.wait(0.02)
-
-    def __enter__(self):
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc_info):
-        self._stop.set()
-        self._thread.join(60)
-        return False
+    def sample(self):
+        pools = self.bouncer.pools()
+        mine = [pools[name] for name in (MASTER, REPLICA) if name in pools]
+        self.max_clients = max(self.max_clients, sum(
+            pool["cl_active"] + pool["cl_waiting"] for pool in mine))
+        self.max_waiting = max(self.max_waiting, sum(pool["cl_waiting"] for pool in mine))
+        self.max_servers = max(self.max_servers, sum(
+            pool[state] for pool in mine for state in SERVER_STATES))
+        self.max_wait_us = max([self.max_wait_us] + [
+            pool["maxwait"] * 1000000 + pool.get("maxwait_us", 0) for pool in mine])
+        self.samples += 1
 
 
 def stats(bouncer):

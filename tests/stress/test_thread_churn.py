@@ -22,6 +22,7 @@ import threading
 import time
 
 import connlocal_shim
+import pgwatch
 import servers
 import support
 
@@ -75,39 +76,27 @@ def query(index, alias):
     return id(wrapper), session
 
 
-class SessionSampler(object):
+class SessionSampler(pgwatch.Sampler):
     """Counts the client connections to the database of ``alias`` every SAMPLE_EVERY seconds in
     a thread, until stopped; keeps the largest count, and through PgBouncer the largest number
     of server connections its pool held."""
 
+    name = "session-sampler"
+
     def __init__(self, alias, limit=900):
-        self.alias, self.limit = alias, limit
-        self.samples = self.max_clients = self.max_servers = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="session-sampler")
-        self._thread.daemon = True
+        pgwatch.Sampler.__init__(self, SAMPLE_EVERY, limit)
+        self.alias = alias
+        self.database = servers.database_name(alias)
+        self.max_clients = self.max_servers = 0
 
-    def _run(self):
-        deadline = time.time() + self.limit
-        database = servers.database_name(self.alias)
-        while not self._stop.is_set() and time.time() < deadline:
-            self.max_clients = max(self.max_clients, len(servers.sessions(self.alias)))
-            if support.database_kind(self.alias) == "pgbouncer":
-                pool = support.pgbouncer_server.pools().get(database, {})
-                held = sum(pool.get(name, 0) for name in (
-                    "sv_active", "sv_idle", "sv_used", "sv_tested", "sv_login"))
-                self.max_servers = max(self.max_servers, held)
-            self.samples += 1
-            self._stop.wait(SAMPLE_EVERY)
-
-    def __enter__(self):
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc_info):
-        self._stop.set()
-        self._thread.join(60)
-        return False
+    def sample(self):
+        self.max_clients = max(self.max_clients, len(servers.sessions(self.alias)))
+        if support.database_kind(self.alias) == "pgbouncer":
+            pool = support.pgbouncer_server.pools().get(self.database, {})
+            held = sum(pool.get(name, 0) for name in (
+                "sv_active", "sv_idle", "sv_used", "sv_tested", "sv_login"))
+            self.max_servers = max(self.max_servers, held)
+        self.samples += 1
 
 
 class Churn(object):
