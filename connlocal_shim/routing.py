@@ -33,6 +33,7 @@ from connlocal_shim.wrappers import PROXY_MARK
 
 _thread = thread_module()  # its get_ident is read at each call (gevent/eventlet may patch it)
 _ROUTES, _FRAMES = context.ROUTES, context.FRAMES
+_THREAD_FRAME_LISTS = THREAD_FRAMES.by_ident  # {identity: the thread's frames}
 
 logger = logging.getLogger("connlocal_shim")
 
@@ -566,7 +567,10 @@ class RouteConnections(object):
         )
         self._checked = None  # the handler whose DATABASES the aliases were found in
         self._plan = None
+        self._one = None  # the plan's only step, where it has one
         self._overlay = None  # per context: the block's {alias: target}, made once
+        self._solo_routes = None  # per context: the overlay of this block alone, with its frame
+        self._kept_for = None  # the wrapper that keeps this block (see _wrapper_block)
         self._routed_to = None  # per context: what `with` gives (looked up when read)
         self._overlay_for = None  # the handler the overlay was made for, and its class
         self._overlay_class = None
@@ -789,6 +793,9 @@ class RouteConnections(object):
         if handler is not None and handler.__class__ is self._overlay_class:
             # Per context, the overlay made for this block: _enter_context_fast(), inline.
             routes = _ROUTES.get()
+            if routes is None:  # no block open in the context: the overlay made for that
+                _ROUTES.set(self._solo_routes)
+                return self._routed_to
             if routes:
                 merged = dict(routes)
                 merged.update(self._overlay)
@@ -808,20 +815,47 @@ class RouteConnections(object):
                 mode = cached[2]
             if mode is _PER_CONTEXT:
                 return self._enter_context_fast(handler)
-            if mode is not None and handler.__dict__.get("_connections") is mode:
-                # The backport's storage: written directly, as its __setitem__ would.
+            if mode is not None:
+                # The backport's storage: written directly, as its __setitem__ would. Dict
+                # subscripts in try blocks, not .get(): on Python 2 each method call costs
+                # what several subscripts do.
                 ident = _thread.get_ident()
-                wrappers = mode.by_ident.get(ident)
-                frames = THREAD_FRAMES.by_ident.get(ident)
+                try:
+                    wrappers = mode.by_ident[ident] if (
+                        handler.__dict__["_connections"] is mode) else None
+                except KeyError:
+                    wrappers = None  # the thread's first use, or the storage replaced
+                try:
+                    frames = _THREAD_FRAME_LISTS[ident]
+                except KeyError:
+                    frames = None
                 plan = self._plan if self._checked is handler else self._fast_plan(handler)
                 if wrappers is not None and not frames and plan is not None:
-                    routed, saved = {}, []
-                    for alias, value, is_alias in plan:
-                        routed[alias] = (
-                            (wrappers.get(value) or handler[value]) if is_alias else value
-                        )
-                        saved.append((alias, wrappers.get(alias) or handler[alias]))
-                    wrappers.update(routed)
+                    one = self._one
+                    if one is not None:  # one alias: no loop
+                        alias, value, is_alias = one
+                        if is_alias:
+                            try:
+                                target = wrappers[value]
+                            except KeyError:
+                                target = handler[value]
+                        else:
+                            target = value
+                        try:
+                            previous = wrappers[alias]
+                        except KeyError:
+                            previous = handler[alias]
+                        wrappers[alias] = target
+                        routed = {alias: target}
+                        saved = ((alias, previous),)
+                    else:  # every target and every previous read before any is written
+                        routed, saved = {}, []
+                        for alias, value, is_alias in plan:
+                            routed[alias] = (
+                                (wrappers.get(value) or handler[value]) if is_alias else value
+                            )
+                            saved.append((alias, wrappers.get(alias) or handler[alias]))
+                        wrappers.update(routed)
                     if frames is None:
                         frames = THREAD_FRAMES.current()
                     # A compact frame; _thread_frames() makes it a _Frame if the general path
@@ -833,21 +867,27 @@ class RouteConnections(object):
     def __exit__(self, exc_type, exc_value, traceback):
         if self._overlay_for is not None:
             routes = _ROUTES.get()
+            if routes is self._solo_routes:  # entered where no block was open
+                _ROUTES.set(None)
+                return False
             if routes:  # its compact frame, innermost in the context
                 frame = routes.get(_FRAMES)
                 if type(frame) is tuple and frame[0] is self:
                     _ROUTES.set(frame[1])
                     return False
         elif self._simple:
-            frames = THREAD_FRAMES.by_ident.get(_thread.get_ident())
-            if frames:  # its compact frame, innermost in the thread
+            try:
+                frames = _THREAD_FRAME_LISTS[_thread.get_ident()]
                 frame = frames[-1]
-                if type(frame) is tuple and frame[0] is self:
-                    del frames[-1]
-                    wrappers = frame[2]
-                    for alias, previous in reversed(frame[1]):
-                        wrappers[alias] = previous
-                    return False
+            except (KeyError, IndexError):
+                frame = None
+            # Its compact frame, innermost in the thread (__class__: a _Frame's is its type).
+            if frame.__class__ is tuple and frame[0] is self:
+                del frames[-1]
+                wrappers = frame[2]
+                for alias, previous in frame[1]:  # distinct aliases: any order restores
+                    wrappers[alias] = previous
+                return False
         self.exit(body_failed=exc_type is not None)
         return False
 
@@ -865,6 +905,7 @@ class RouteConnections(object):
                     self._simple = False  # a proxy: unwrapped each time, the general way
                     return None
                 plan.append((alias, value, kind is ALIAS))
+            self._one = plan[0] if len(plan) == 1 else None
             self._plan, self._checked = plan, handler
         return self._plan
 
@@ -876,6 +917,10 @@ class RouteConnections(object):
             for alias, value, is_alias in self._plan
         )
         self._routed_to = _RoutedTo(handler, list(self._overlay.items()))
+        # Overlays are never changed once set (a task's copy of the context shares them):
+        # this one can be set each time.
+        self._solo_routes = dict(self._overlay)
+        self._solo_routes[_FRAMES] = (self, None)
         self._overlay_for, self._overlay_class = handler, handler.__class__
         return self.__enter__()
 
@@ -1028,9 +1073,43 @@ _ONE_ALIAS_BLOCKS = {}
 _ONE_ALIAS_CLOSING_BLOCKS = {}
 _BLOCKS = {}
 _BLOCKS_KEPT = 256
+_WRAPPER_BLOCKS = "_connlocal_shim_blocks"  # a wrapper's {alias: route_connections(alias=it)}
 _PLAIN_STRINGS = frozenset(
     cls for cls in (str, type(u"")) if issubclass(cls, string_types)
 )
+
+
+def _one_alias_block(by_alias, alias, value, close_connections):
+    """route_connections(alias=value) for a plain string ``value``, kept in ``by_alias``."""
+    block = RouteConnections(close_connections=close_connections, **{alias: value})
+    blocks = by_alias.get(alias)
+    if blocks is None:
+        if len(by_alias) >= _BLOCKS_KEPT:
+            by_alias.clear()
+        blocks = by_alias[alias] = {}
+    elif len(blocks) >= _BLOCKS_KEPT:
+        blocks.clear()
+    blocks[value] = block
+    return block
+
+
+def _wrapper_block(alias, wrapper):
+    """route_connections(alias=wrapper), kept in the wrapper's own ``__dict__`` where it is a
+    plain DatabaseWrapper: the block lives exactly as long as the wrapper (a DatabaseWrapper
+    already refers to itself, through its creation and operations objects, so it is the cycle
+    collector that frees it either way), and a wrapper that hashes or compares by alias
+    (Django 1.5/1.6) is still one key of its own. A copy of the wrapper carries the dict, but
+    a block is only used for the wrapper it routes to."""
+    block = RouteConnections(**{alias: wrapper})
+    if block.kinds[0] is WRAPPER and _is_plain_wrapper(wrapper):
+        state = getattr(wrapper, "__dict__", None)
+        if type(state) is dict:
+            blocks = state.get(_WRAPPER_BLOCKS)
+            if type(blocks) is not dict or len(blocks) >= _BLOCKS_KEPT:
+                blocks = state[_WRAPPER_BLOCKS] = {}
+            block._kept_for = wrapper
+            blocks[alias] = block
+    return block
 
 
 def route_connections(close_connections=False, **aliases):
@@ -1070,30 +1149,29 @@ def route_connections(close_connections=False, **aliases):
         # Python 2): the kwargs dict is ours to take apart.
         alias, value = aliases.popitem()
         if not aliases:  # it was the only one
-            if type(value) not in _PLAIN_STRINGS:  # by type, reading no __class__
-                aliases[alias] = value
-                return RouteConnections(close_connections=close_connections, **aliases)
             if close_connections is False:
                 by_alias = _ONE_ALIAS_BLOCKS
             elif close_connections is True:
                 by_alias = _ONE_ALIAS_CLOSING_BLOCKS
             else:
                 return RouteConnections(close_connections=close_connections, **{alias: value})
-            blocks = by_alias.get(alias)
-            if blocks is not None:
-                block = blocks.get(value)
-                if block is not None:
+            if type(value) in _PLAIN_STRINGS:  # by type, reading no __class__
+                try:
+                    return by_alias[alias][value]
+                except KeyError:
+                    return _one_alias_block(by_alias, alias, value, close_connections)
+            if by_alias is _ONE_ALIAS_BLOCKS:
+                # A wrapper keeps its own blocks (see _wrapper_block). Its __dict__ is read
+                # only as a dict of a plain wrapper would be: a proxy's forwards to another
+                # object, whose blocks route to that object, not to this value.
+                try:
+                    block = value.__dict__[_WRAPPER_BLOCKS][alias]
+                except Exception:  # none kept, or no __dict__ (not a plain wrapper)
+                    block = None
+                if block is not None and block._kept_for is value:
                     return block
-            elif len(by_alias) >= _BLOCKS_KEPT:
-                by_alias.clear()
-            else:
-                blocks = by_alias[alias] = {}
-            block = RouteConnections(close_connections=close_connections, **{alias: value})
-            if blocks is not None:
-                if len(blocks) >= _BLOCKS_KEPT:
-                    blocks.clear()
-                blocks[value] = block
-            return block
+                return _wrapper_block(alias, value)
+            return RouteConnections(close_connections=close_connections, **{alias: value})
         aliases[alias] = value
     for value in aliases.values():
         if type(value) not in _PLAIN_STRINGS:  # a wrapper, a factory: a block of its own

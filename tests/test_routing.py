@@ -126,10 +126,14 @@ def test_the_same_alias_strings_give_one_block_and_any_other_arguments_another()
     two = route_connections(default="other", other="default")
     assert route_connections(other="default", default="other") is two
     assert route_connections(default="other", other="default", close_connections=True) is not two
-    # A wrapper, and a value that is a str only by subclass, get a block of their own each time,
-    # and each routes where it says.
+    # A wrapper keeps its own blocks (one per alias routed to it); a value that is a str only
+    # by subclass gets a block of its own each time; each routes where it says.
     wrapper = own["memory"]
-    assert route_connections(default=wrapper) is not route_connections(default=wrapper)
+    assert route_connections(default=wrapper) is route_connections(default=wrapper)
+    assert route_connections(other=wrapper) is not route_connections(default=wrapper)
+    assert route_connections(default=own["other"]) is not route_connections(default=wrapper)
+    assert route_connections(default=wrapper, close_connections=True) is not (
+        route_connections(default=wrapper))
     with route_connections(default=wrapper):
         assert handler["default"] is wrapper
     assert route_connections(default=AliasName("other")) is not one
@@ -140,6 +144,31 @@ def test_the_same_alias_strings_give_one_block_and_any_other_arguments_another()
     with two:
         assert handler["default"] is own["other"] and handler["other"] is own["default"]
     assert aliases_now() == own
+
+
+def test_a_wrappers_block_routes_to_that_wrapper_only_and_lives_as_long_as_it():
+    # Kept in the wrapper's own state: a copy of the wrapper (which carries that state) gets a
+    # block routing to the copy, and the block goes when the wrapper goes.
+    import copy
+    import gc
+    import weakref
+
+    handler = connections()
+    own = aliases_now()
+    wrapper = routing.new_wrapper("memory")
+    block = route_connections(default=wrapper)
+    duplicate = copy.copy(wrapper)
+    assert vars(duplicate) == vars(wrapper)  # the same state, the kept blocks included
+    with route_connections(default=duplicate) as routed:
+        assert handler["default"] is duplicate and routed["default"] is duplicate
+    assert route_connections(default=duplicate) is not block
+    with route_connections(default=wrapper):
+        assert handler["default"] is wrapper
+    assert aliases_now() == own
+    gone = weakref.ref(block)
+    del block, wrapper, duplicate, routed
+    gc.collect()
+    assert gone() is None
 
 
 def test_two_aliases_can_be_swapped():
