@@ -41,6 +41,39 @@ async def concurrent_tasks(route_connections):
     return await asyncio.gather(task("other"), task("memory"), task(None))
 
 
+async def one_block_in_two_tasks(route_connections):
+    """One block object (route_connections keeps it for its arguments), entered with a plain
+    ``with`` by two tasks whose blocks overlap: A enters, B enters, A leaves, B looks, B leaves.
+    Each step reports what the default alias is in that task, and the context's overlay."""
+    from connlocal_shim import context
+    from django.db import connections
+
+    steps = []
+    a_entered, a_left = asyncio.Event(), asyncio.Event()
+
+    async def first():
+        with route_connections(default="other"):
+            steps.append(("A in", connections["default"].alias))
+            a_entered.set()
+            await asyncio.sleep(0)
+        steps.append(("A out", connections["default"].alias, context.ROUTES.get()))
+        a_left.set()
+
+    async def second():
+        await a_entered.wait()
+        with route_connections(default="other"):
+            steps.append(("B in", connections["default"].alias))
+            await a_left.wait()
+            steps.append(("B after A left", connections["default"].alias))
+            with route_connections(default="other"):  # the same block, nested in itself
+                steps.append(("B nested", connections["default"].alias))
+            steps.append(("B still", connections["default"].alias))
+        steps.append(("B out", connections["default"].alias, context.ROUTES.get()))
+
+    await asyncio.gather(first(), second())
+    return steps
+
+
 def decorated_coroutine(route_connections):
     from asgiref.sync import sync_to_async
     from django.db import connections

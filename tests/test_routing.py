@@ -642,6 +642,20 @@ def test_concurrent_tasks_routed_differently_never_see_each_others_routing():
 
 
 @requires_async_def
+@requires_per_task
+def test_one_block_entered_by_two_tasks_with_plain_with_routes_each_until_it_leaves():
+    block = route_connections(default="other")
+    steps = async_cases.run(async_cases.one_block_in_two_tasks(route_connections))
+    assert route_connections(default="other") is block  # the tasks did share one block
+    assert steps == [
+        ("A in", "other"), ("B in", "other"), ("A out", "default", None),
+        ("B after A left", "other"), ("B nested", "other"), ("B still", "other"),
+        ("B out", "default", None),
+    ]
+    assert connections()["default"].alias == "default"
+
+
+@requires_async_def
 def test_decorating_a_coroutine_function_keeps_it_one():
     import asyncio
 
