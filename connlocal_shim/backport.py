@@ -27,7 +27,7 @@ import threading
 import types
 import warnings
 
-from connlocal_shim.atomic import others_paused
+from connlocal_shim.atomic import others_paused, paused_between_calls
 from connlocal_shim.compat import PY2
 from connlocal_shim.context import context_routing_handler_class
 from connlocal_shim.exceptions import ConnlocalShimWarning
@@ -57,12 +57,40 @@ _lock = threading.RLock()
 _installation = None
 _refusal = None  # why the last install() patched nothing, for status() and the W001 check
 
+# How long install() and uninstall() wait for other threads to leave the database layer's
+# methods (a call under way there would resume under the other layer): see atomic.py.
+CALLS_UNDER_WAY_TIMEOUT = 5.0
+
 SHARING_STATE = ("_thread_ident", "allow_thread_sharing")
 STAND_IN = "_connlocal_shim_stand_in"  # in a thread's state of an original wrapper
 
 
 def _class_name(cls):
     return "%s.%s" % (cls.__module__, cls.__name__)
+
+
+def _code_of(value, found):
+    """Add the code objects ``value`` (a class attribute) runs to ``found``: a function's and
+    those nested in it, through methods, class and static methods, properties and wrappers."""
+    code = getattr(value, "__code__", None)
+    if isinstance(code, types.CodeType):
+        pending = [code]
+        while pending:
+            code = pending.pop()
+            if code not in found:
+                found.add(code)
+                pending.extend(c for c in code.co_consts if isinstance(c, types.CodeType))
+        return
+    if isinstance(value, property):
+        for part in (value.fget, value.fset, value.fdel):
+            _code_of(part, found)
+        return
+    if isinstance(value, (staticmethod, classmethod)):
+        _code_of(value.__func__, found)
+    elif callable(value):  # a method wrapper (wrapt's, such as the thread-sharing guard)
+        wrapped = getattr(value, "__wrapped__", None)
+        if wrapped is not None and wrapped is not value:
+            _code_of(wrapped, found)
 
 
 def _is_data(value):
@@ -395,7 +423,8 @@ class Installation(object):
         """Undo every record, other threads paused. Returns the warnings to give: records
         someone else replaced, and what was patched onto rebuilt classes after install."""
         current = dict(self.storage.current()) if self.storage is not None else {}
-        with others_paused():
+        code = self.database_layer_code()
+        with paused_between_calls(code, CALLS_UNDER_WAY_TIMEOUT) as under_way:
             self.reverted = True
             if self.storage is not None:
                 self.storage.retired = True  # no release at thread end for a storage gone
@@ -412,6 +441,8 @@ class Installation(object):
                     )
             if self.storage is not None:
                 self.move_out(current)
+        if under_way:
+            messages.append(_went_ahead("uninstall()", under_way))
         return messages
 
     def carry_back(self):
@@ -471,6 +502,26 @@ class Installation(object):
                     getattr(target, "__dict__", None) is state
                 ):
                     helper["connection"] = original
+
+    def database_layer_code(self):
+        """The code objects of the methods a call under way in another thread may be in when
+        install() or uninstall() comes: those of every DatabaseWrapper class loaded (original
+        and rebuilt ones share them) and of the connections handler's class."""
+        targets = self.features.targets
+        classes, pending = set(), [targets.base_wrapper]
+        if self.rebuilder is not None:
+            pending.extend(self.rebuilder.converted.values())
+        while pending:
+            cls = pending.pop()
+            if isinstance(cls, type) and cls not in classes:
+                classes.add(cls)
+                pending.extend(type.__subclasses__(cls))
+        classes.update(klass for klass in targets.handler_class.__mro__ if klass is not object)
+        found = set()
+        for cls in classes:
+            for value in list(vars(cls).values()):
+                _code_of(value, found)
+        return found
 
     # -- reporting ----------------------------------------------------------------------------
 
@@ -542,6 +593,18 @@ def _warn(message):
     warnings.warn(message, ConnlocalShimWarning, stacklevel=3)
 
 
+def _went_ahead(what, under_way):
+    return (
+        "connlocal_shim: %s went ahead after waiting %.1f s for other threads to leave the "
+        "database layer's methods, where %s: each may resume under the other layer (a "
+        "connection it just opened not found, a wrapper without its thread-sharing state); "
+        "install and uninstall while no query is running (startup, tests)" % (
+            what, CALLS_UNDER_WAY_TIMEOUT,
+            "; ".join("%s is in %s" % (name, where) for name, where in under_way),
+        )
+    )
+
+
 def _refuse(reason, django_version, exc_info=None):
     """install() patched nothing: say so everywhere (log, warning, status(), W001)."""
     global _refusal
@@ -591,7 +654,8 @@ def install():
         installation = Installation(features)
         try:
             installation.prepare()
-            with others_paused():
+            code = installation.database_layer_code()
+            with paused_between_calls(code, CALLS_UNDER_WAY_TIMEOUT) as under_way:
                 installation.apply()
                 _installation, _refusal = installation, None
         except UnknownLayout as error:
@@ -608,6 +672,8 @@ def install():
                 exc_info=sys.exc_info(),
             )
             return
+    if under_way:
+        _warn(_went_ahead("install()", under_way))
     logger.info(installation.summary())
     for record in installation.registry:
         logger.debug("connlocal_shim: patched %s: %s", record.describe(), record.why)
