@@ -75,7 +75,11 @@ def paused_between_calls(codes, timeout):
     wait = _FIRST_WAIT
     while True:
         resume = _pause()
-        caught = calls_under_way(codes)
+        try:
+            caught = calls_under_way(codes)
+        except BaseException:
+            resume()  # never leave the others paused
+            raise
         if not caught or time.time() >= deadline:
             break
         resume()
@@ -100,11 +104,10 @@ def calls_under_way(codes):
         where = _innermost(frame, codes)
         if where is not None:
             found.append((names.get(ident, "thread %s" % ident), where))
-    greenlet = sys.modules.get("greenlet")
-    if greenlet is not None:
-        kind = getattr(greenlet, "greenlet", None)
+    kind = getattr(sys.modules.get("greenlet"), "greenlet", None)
+    if kind is not None:
         for candidate in gc.get_objects():
-            if kind is not None and isinstance(candidate, kind):
+            if isinstance(candidate, kind):
                 where = _innermost(getattr(candidate, "gr_frame", None), codes)
                 if where is not None:
                     found.append((repr(candidate), where))

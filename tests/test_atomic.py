@@ -67,3 +67,24 @@ def test_the_calling_thread_and_other_code_do_not_count():
         assert [name for name, _ in calls_under_way(set([Inside.inside.__code__]))] == [
             "held-inside"
         ]
+
+
+class Refusing(object):
+    def __contains__(self, code):
+        raise RuntimeError("refused")
+
+
+def test_an_error_while_looking_leaves_the_others_running():
+    import sys
+
+    def interval():
+        return sys.getcheckinterval() if sys.version_info[0] == 2 else sys.getswitchinterval()
+
+    before = interval()
+    with Inside():
+        try:
+            with paused_between_calls(Refusing(), 30):
+                raise AssertionError("the block ran")
+        except RuntimeError as error:
+            assert str(error) == "refused"
+    assert interval() == before
