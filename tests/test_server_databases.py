@@ -14,7 +14,7 @@ import servers
 import support
 from support import ThreadResult, in_thread
 from test_backport import reinstall  # noqa: F401 (a fixture)
-from test_backport import requires_backport
+from test_backport import HeldInCursor, requires_backport
 from test_wrappers import share, unshare
 
 SERVER_KINDS = ("postgres", "pgbouncer", "mysql")
@@ -181,6 +181,24 @@ def test_a_shared_wrapper_is_used_from_another_thread_on_the_same_server_connect
 
 
 # -- installing late -----------------------------------------------------------------------------
+
+@over_servers
+@requires_backport
+@pytest.mark.parametrize("change", ["uninstall", "install"])
+def test_the_change_waits_for_a_thread_opening_its_server_connection(aliases, reinstall, change):  # noqa: F811,E501
+    if change == "install":
+        connlocal_shim.uninstall()
+    with HeldInCursor(aliases["master"]) as held:
+        changer = ThreadResult(getattr(connlocal_shim, change))
+        changer.thread.join(0.5)
+        assert changer.thread.is_alive(), (
+            "%s() was done while another thread was inside _cursor()" % change
+        )
+        held.release()
+        changer.result(30)
+    assert held.errors == []
+    assert connlocal_shim.is_installed() is (change == "install")
+
 
 @over_servers
 @requires_backport
