@@ -1150,27 +1150,28 @@ def route_connections(close_connections=False, **aliases):
         alias, value = aliases.popitem()
         if not aliases:  # it was the only one
             if close_connections is False:
-                by_alias = _ONE_ALIAS_BLOCKS
-            elif close_connections is True:
-                by_alias = _ONE_ALIAS_CLOSING_BLOCKS
-            else:
-                return RouteConnections(close_connections=close_connections, **{alias: value})
-            if type(value) in _PLAIN_STRINGS:  # by type, reading no __class__
+                if type(value) in _PLAIN_STRINGS:  # by type, reading no __class__
+                    try:
+                        return _ONE_ALIAS_BLOCKS[alias][value]
+                    except KeyError:
+                        return _one_alias_block(_ONE_ALIAS_BLOCKS, alias, value, False)
+                # A wrapper keeps its own blocks (see _wrapper_block), read as an attribute
+                # (cheaper than through __dict__). What a proxy gives for it is the blocks of
+                # the object it forwards to, and a block is only used for the value it was
+                # kept for.
                 try:
-                    return by_alias[alias][value]
-                except KeyError:
-                    return _one_alias_block(by_alias, alias, value, close_connections)
-            if by_alias is _ONE_ALIAS_BLOCKS:
-                # A wrapper keeps its own blocks (see _wrapper_block). Its __dict__ is read
-                # only as a dict of a plain wrapper would be: a proxy's forwards to another
-                # object, whose blocks route to that object, not to this value.
-                try:
-                    block = value.__dict__[_WRAPPER_BLOCKS][alias]
-                except Exception:  # none kept, or no __dict__ (not a plain wrapper)
+                    block = value._connlocal_shim_blocks[alias]
+                except Exception:  # none kept, or not a wrapper at all
                     block = None
                 if block is not None and block._kept_for is value:
                     return block
                 return _wrapper_block(alias, value)
+            if close_connections is True:
+                if type(value) in _PLAIN_STRINGS:
+                    try:
+                        return _ONE_ALIAS_CLOSING_BLOCKS[alias][value]
+                    except KeyError:
+                        return _one_alias_block(_ONE_ALIAS_CLOSING_BLOCKS, alias, value, True)
             return RouteConnections(close_connections=close_connections, **{alias: value})
         aliases[alias] = value
     for value in aliases.values():

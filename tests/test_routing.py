@@ -537,6 +537,28 @@ def test_django_db_connection_routes_to_the_threads_current_default_wrapper():
     assert handler["other"].alias == "other"
 
 
+def test_a_block_of_django_db_connection_made_once_follows_the_default_at_each_entry():
+    # The wrappers django.db.connection stands for keep blocks of their own, and reading
+    # them through it gives the current wrapper's: such a block would route to the wrapper of
+    # the moment it was made, not of each entry.
+    from django.db import connection
+
+    handler = connections()
+    own = aliases_now()
+    kept = dict((name, route_connections(other=own[name])) for name in ("default", "memory"))
+    with route_connections(default="memory"):
+        block = route_connections(other=connection)  # made once, as a decorator's
+        assert block is not kept["memory"]
+        with block:
+            assert handler["other"] is own["memory"]
+    assert route_connections(other=connection) is not kept["default"]
+    with block:
+        assert handler["other"] is own["default"], "what the default alias serves at entry"
+    with kept["memory"]:
+        assert handler["other"] is own["memory"]
+    assert aliases_now() == own
+
+
 # -- a factory that fails to dispose of its connection -------------------------------------------
 
 class FailingToDispose(routing.SeparateConnection):
