@@ -5,6 +5,9 @@ Usage: summarize.py --reports DIR --tox-exit N [--step NAME=EXIT ...] ENV [ENV .
 ENV are the envs of `tox -l`: each must have written DIR/ENV.xml with at least one
 test executed (tests minus skipped > 0).  Prints a per-env table, then, alone on the
 last line, "N passed, N failed, N skipped" (totals; errors count as failed).
+Above that line, each failed or erring test is named with its env and the first
+line of its message (at most FAILURES_SHOWN per env), so that a failure is found
+from the end of CI's output alone, without the tox log of its env.
 Exits 1 if tox exited non-zero, an env has no (readable) report, an env ran no
 test, an env that must run (REQUIRED_ENVS) is not in the list, or a --step (a CI
 step that is not a pytest env: the release build, the docs...) exited non-zero.
@@ -24,6 +27,9 @@ REQUIRED_ENVS = ("py27-django12", "py27-django13")
 
 COUNTS = ("tests", "failures", "errors", "skipped")
 
+# Failed tests named per env below the table; an env with more says how many are not shown.
+FAILURES_SHOWN = 20
+
 
 def _int(value):
     try:
@@ -32,15 +38,52 @@ def _int(value):
         return None
 
 
+def _suites(root):
+    if root.tag == "testsuite":
+        return [root]
+    if root.tag == "testsuites":
+        return root.findall("testsuite")
+    raise ValueError("unexpected root element <%s>" % root.tag)
+
+
+def _first_line(text, prefix=""):
+    """The first non-blank line of ``text`` that starts with ``prefix`` (prefix removed),
+    stripped, or ""."""
+    for line in text.splitlines():
+        if line.startswith(prefix) and line[len(prefix):].strip():
+            return line[len(prefix):].strip()
+    return ""
+
+
+def failed_tests(path):
+    """Return [(test, message)] for each <testcase> of the report with a failure or error.
+
+    test is "classname::name" (either part alone when the other is missing), message the
+    first non-blank line of the failure's message attribute (or else of its text), with the
+    traceback's first "E " line when the message does not hold it.
+    """
+    failed = []
+    for suite in _suites(ET.parse(path).getroot()):
+        for case in suite.iter("testcase"):
+            problem = case.find("failure")
+            if problem is None:
+                problem = case.find("error")
+            if problem is None:
+                continue
+            test = "::".join(part for part in (case.get("classname"), case.get("name")) if part)
+            message = _first_line(problem.get("message") or problem.text or "")
+            # pytest 4.6 says only "test setup failure" for an error in a fixture: add the
+            # first "E   " line of the traceback (the exception) when the message lacks it.
+            raised = _first_line(problem.text or "", prefix="E ")
+            if raised and raised not in message:
+                message = "%s (%s)" % (message, raised) if message else raised
+            failed.append((test or "(unnamed test)", "%s: %s" % (problem.tag, message)))
+    return failed
+
+
 def read_report(path):
     """Return dict(tests, failures, errors, skipped) summed over the report's <testsuite>s."""
-    root = ET.parse(path).getroot()
-    if root.tag == "testsuite":
-        suites = [root]
-    elif root.tag == "testsuites":
-        suites = root.findall("testsuite")
-    else:
-        raise ValueError("unexpected root element <%s>" % root.tag)
+    suites = _suites(ET.parse(path).getroot())
     total = dict.fromkeys(COUNTS, 0)
     for suite in suites:
         attrs = dict((key, _int(suite.get(key))) for key in COUNTS)
@@ -85,6 +128,7 @@ def main(argv=None):
             problems.append("%s is not in tox's envlist" % env)
 
     rows = []
+    failures = []
     totals = dict(passed=0, failed=0, skipped=0)
     for env in args.envs:
         path = os.path.join(args.reports, env + ".xml")
@@ -109,6 +153,12 @@ def main(argv=None):
                             % (env, counts["tests"], counts["skipped"]))
         elif failed:
             status = "FAILED"
+            named = failed_tests(path)
+            for test, message in named[:FAILURES_SHOWN]:
+                failures.append("failed: %s: %s: %s" % (env, test, message))
+            if len(named) > FAILURES_SHOWN:
+                failures.append("failed: %s: %d more not shown (in %s)"
+                                % (env, len(named) - FAILURES_SHOWN, path))
         rows.append((env, counts, status))
         totals["passed"] += passed
         totals["failed"] += failed
@@ -135,6 +185,8 @@ def main(argv=None):
             problems.append("step %s exited with code %d" % (name, code))
     if steps:
         print("-" * len(header))
+    for line in failures:
+        print(line[:300])
     for problem in problems:
         print("problem: " + problem)
     sys.stdout.flush()
