@@ -29,6 +29,8 @@ COUNTS = ("tests", "failures", "errors", "skipped")
 
 # Failed tests named per env below the table; an env with more says how many are not shown.
 FAILURES_SHOWN = 20
+# A "failed:" line is cut at this many characters.
+FAILURE_LINE_WIDTH = 300
 
 
 def _int(value):
@@ -38,7 +40,9 @@ def _int(value):
         return None
 
 
-def _suites(root):
+def parse_report(path):
+    """Return the <testsuite> elements of a junit report (root <testsuite> or <testsuites>)."""
+    root = ET.parse(path).getroot()
     if root.tag == "testsuite":
         return [root]
     if root.tag == "testsuites":
@@ -55,19 +59,23 @@ def _first_line(text, prefix=""):
     return ""
 
 
-def failed_tests(path):
-    """Return [(test, message)] for each <testcase> of the report with a failure or error.
+def _problem(case):
+    """A <testcase>'s <failure>, else its <error>, else None."""
+    problem = case.find("failure")
+    return problem if problem is not None else case.find("error")
+
+
+def failed_tests(suites):
+    """Return [(test, message)] for each <testcase> of the suites with a failure or error.
 
     test is "classname::name" (either part alone when the other is missing), message the
     first non-blank line of the failure's message attribute (or else of its text), with the
     traceback's first "E " line when the message does not hold it.
     """
     failed = []
-    for suite in _suites(ET.parse(path).getroot()):
+    for suite in suites:
         for case in suite.iter("testcase"):
-            problem = case.find("failure")
-            if problem is None:
-                problem = case.find("error")
+            problem = _problem(case)
             if problem is None:
                 continue
             test = "::".join(part for part in (case.get("classname"), case.get("name")) if part)
@@ -81,9 +89,8 @@ def failed_tests(path):
     return failed
 
 
-def read_report(path):
-    """Return dict(tests, failures, errors, skipped) summed over the report's <testsuite>s."""
-    suites = _suites(ET.parse(path).getroot())
+def read_report(suites):
+    """Return dict(tests, failures, errors, skipped) summed over a report's <testsuite>s."""
     total = dict.fromkeys(COUNTS, 0)
     for suite in suites:
         attrs = dict((key, _int(suite.get(key))) for key in COUNTS)
@@ -92,10 +99,9 @@ def read_report(path):
             attrs = dict.fromkeys(COUNTS, 0)
             for case in suite.iter("testcase"):
                 attrs["tests"] += 1
-                if case.find("failure") is not None:
-                    attrs["failures"] += 1
-                elif case.find("error") is not None:
-                    attrs["errors"] += 1
+                problem = _problem(case)
+                if problem is not None:
+                    attrs["failures" if problem.tag == "failure" else "errors"] += 1
                 elif case.find("skipped") is not None:
                     attrs["skipped"] += 1
         for key in COUNTS:
@@ -137,7 +143,8 @@ def main(argv=None):
             problems.append("%s: no report %s" % (env, path))
             continue
         try:
-            counts = read_report(path)
+            suites = parse_report(path)
+            counts = read_report(suites)
         except (ET.ParseError, ValueError, OSError) as exc:
             rows.append((env, None, "BAD REPORT"))
             problems.append("%s: unreadable report %s: %s" % (env, path, exc))
@@ -153,7 +160,7 @@ def main(argv=None):
                             % (env, counts["tests"], counts["skipped"]))
         elif failed:
             status = "FAILED"
-            named = failed_tests(path)
+            named = failed_tests(suites)
             for test, message in named[:FAILURES_SHOWN]:
                 failures.append("failed: %s: %s: %s" % (env, test, message))
             if len(named) > FAILURES_SHOWN:
@@ -186,7 +193,7 @@ def main(argv=None):
     if steps:
         print("-" * len(header))
     for line in failures:
-        print(line[:300])
+        print(line[:FAILURE_LINE_WIDTH])
     for problem in problems:
         print("problem: " + problem)
     sys.stdout.flush()

@@ -66,8 +66,7 @@ def write_report(directory, body=SAMPLE, returncode=1):
 
 
 def test_each_failed_and_erring_test_is_named_with_its_env_and_message(summarize, tmpdir):
-    write_report(str(tmpdir))
-    os.rename(str(tmpdir.join("env.xml")), str(tmpdir.join("py27-django13.xml")))
+    os.rename(write_report(str(tmpdir)), str(tmpdir.join("py27-django13.xml")))
     code, lines = summarize(str(tmpdir), "py27-django13")
     named = [line for line in lines if line.startswith("failed: ")]
     assert code == 1
