@@ -20,7 +20,7 @@ key is resolved through ``connections[alias]``, i.e. the wrapper the alias serve
 Other threads' entries, iteration and ``len()`` are the original table's, which stays the one
 source of truth (uninstall puts it back in place, complete).
 """
-from connlocal_shim.identity import thread_module
+from connlocal_shim.identity import keep_unreleased, thread_module, track
 
 TABLES = ("state", "savepoint_state", "dirty")
 # Set on the wrappers the handler makes for a thread (and the installing thread's moved ones).
@@ -46,6 +46,14 @@ class TransactionTable(object):
         self.original = original
         self.connections = connections
         self._thread = thread_module()
+        track(self)
+
+    def forget_other_threads(self, keep):
+        """In a forked child: the parent's other threads' transactions are not this process's
+        (a new thread there with the same identity starts outside any, as on Django 1.4)."""
+        for ident in list(self.original):
+            if ident not in keep:
+                keep_unreleased(self.original.pop(ident))
 
     def _is_current(self, ident):
         return ident == self._thread.get_ident()
