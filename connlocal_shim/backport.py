@@ -37,7 +37,7 @@ from connlocal_shim.handler import (
     check_alias_and_wrapper,
     thread_local_handler_class,
 )
-from connlocal_shim.identity import PerThread, get_ident
+from connlocal_shim.identity import PerThread, forget_binding, get_ident
 from connlocal_shim.registry import AttributePatch, Registry, live_receivers_with_aliases, sender_key
 from connlocal_shim.transactions import OWN, TABLES, TransactionTable
 from connlocal_shim.wrappers import (
@@ -130,7 +130,8 @@ class Installation(object):
             )
             self.storage = ThreadConnections(check_alias_and_wrapper(self.unwrap), self.open_alias)
             self.handler_class = thread_local_handler_class(
-                targets.handler_class, self.storage, self.open_wrapper, self.storage.check
+                targets.handler_class, targets.connections, self.storage, self.open_wrapper,
+                self.storage.check,
             )
         if "wrappers_without_local" in missing:
             sharing = "thread_sharing" in missing
@@ -428,6 +429,7 @@ class Installation(object):
             self.reverted = True
             if self.storage is not None:
                 self.storage.retired = True  # no release at thread end for a storage gone
+                forget_binding(self.handler_class.connlocal_shim_rebind)
             messages = self.registry.revert_all()
             if self.rebuilder is not None:
                 self.rebuilder.retired = True  # see wrappers.ClassOfRebuilt

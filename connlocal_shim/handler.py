@@ -8,7 +8,12 @@ itself gets the new class (its ``__class__`` is swapped to a subclass), so other
 ConnectionHandler objects are untouched.
 """
 from connlocal_shim.compat import string_types
-from connlocal_shim.identity import PerThread, thread_module
+from connlocal_shim.identity import (
+    PerThread,
+    bind_get_ident,
+    get_ident_replaced,
+    thread_module,
+)
 
 
 def release_connections(ident, wrappers):
@@ -144,14 +149,43 @@ def check_alias_and_wrapper(unwrap):
     return check
 
 
-def thread_local_handler_class(handler_class, storage, open_wrapper, check):
-    """A subclass of Django's ConnectionHandler whose connections live in ``storage``.
+def thread_local_handler_class(handler_class, handler, storage, open_wrapper, check):
+    """A subclass of Django's ConnectionHandler whose connections live in ``storage``, made
+    for ``handler`` (``django.db.connections``) alone.
 
     ``open_wrapper(handler, alias)`` creates the current thread's wrapper on first use;
     ``check(alias, value)`` validates what ``connections[alias] = value`` stores.
     """
     by_ident = storage.by_ident
-    thread = thread_module()
+    namespace = vars(thread_module())
+
+    def missing(alias):
+        if get_ident_replaced():  # bound below, but something replaced it: look again
+            return handler[alias]
+        return open_wrapper(handler, alias)
+
+    # The hot path of every query: the thread's identity and two dict subscripts. A static
+    # method taking the alias (the class serves one handler): Python 2 then makes no bound
+    # method and no argument tuple per call. get_ident is bound once where no green library is
+    # loaded (identity.bind_get_ident); else, and from the moment gevent or eventlet is first
+    # imported, it is read on every lookup from the thread module's namespace, by subscript,
+    # where their monkey patch (before install or after) writes it. docs/benchmarks.rst,
+    # figure 1, has what each of these choices costs and saves.
+    def getitem_reading_get_ident(alias):
+        try:
+            return by_ident[namespace["get_ident"]()][alias]
+        except KeyError:
+            return missing(alias)
+
+    def getitem_bound(get_ident):
+        def getitem_bound_get_ident(alias):
+            try:
+                return by_ident[get_ident()][alias]
+            except KeyError:
+                return missing(alias)
+
+        return getitem_bound_get_ident
+
     # Types whose instances check() let through as they are (DatabaseWrapper classes, never a
     # legacy reference's proxy class nor an object proxy whose __class__ names another class):
     # __setitem__ skips check() for them, since route_connections sets aliases twice per block.
@@ -167,12 +201,7 @@ def thread_local_handler_class(handler_class, storage, open_wrapper, check):
             del connections["default"]                        # back to settings, this thread
         """
 
-        def __getitem__(self, alias):
-            # The hot path of every query: the thread's identity and two dict lookups.
-            try:
-                return by_ident[thread.get_ident()][alias]
-            except KeyError:
-                return open_wrapper(self, alias)
+        __getitem__ = staticmethod(getitem_reading_get_ident)
 
         def __setitem__(self, alias, wrapper):
             if type(alias) is not str or type(wrapper) not in plain_wrapper_types:
@@ -194,4 +223,13 @@ def thread_local_handler_class(handler_class, storage, open_wrapper, check):
                 )
 
     ThreadLocalConnectionHandler.__module__ = __name__
+
+    def bind(get_ident):
+        ThreadLocalConnectionHandler.__getitem__ = staticmethod(getitem_bound(get_ident))
+
+    def rebind():
+        ThreadLocalConnectionHandler.__getitem__ = staticmethod(getitem_reading_get_ident)
+
+    bind_get_ident(bind, rebind)
+    ThreadLocalConnectionHandler.connlocal_shim_rebind = staticmethod(rebind)
     return ThreadLocalConnectionHandler

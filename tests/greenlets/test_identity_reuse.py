@@ -52,3 +52,49 @@ def test_a_greenlet_that_gets_a_freed_greenlets_id_starts_afresh(library):
     assert "LEFT 0" in out, out
     identities = int(out.split("IDENTITIES ")[1].split()[0])
     assert identities < 100, "300 greenlets, few at a time: their ids must have been reused"
+
+
+FIRST_IMPORTED_AFTER_INSTALL = r"""
+import sys
+sys.path.insert(0, %(here)r)
+import support
+support.configure()
+support.start_django()
+import connlocal_shim
+from django.db import connections
+# The main thread has its wrapper before any green library is even imported: the handler's
+# hot path has get_ident bound (identity.bind_get_ident) until one arrives.
+main = connections["default"]
+main.cursor().execute("SELECT 1")
+print("LOADED BEFORE %%s" %% any(name in sys.modules for name in ("gevent", "eventlet")))
+import greenlib
+lib = greenlib.load(%(library)r)
+lib.patch()
+seen = {}
+def work(index):
+    wrapper = connections["default"]
+    lib.sleep(0)
+    seen[index] = (id(wrapper), connections["default"] is wrapper)
+tasks = [lib.spawn(work, index) for index in range(5)]
+print("JOINED %%s" %% lib.join(tasks, 20))
+print("OWN %%d of 5, none the main thread's: %%s" %% (
+    len(set(own for own, _ in seen.values())), id(main) not in [own for own, _ in seen.values()]))
+print("STEADY %%s" %% all(steady for _, steady in seen.values()))
+"""
+
+
+@pytest.mark.parametrize("library", greenlib.LIBRARIES)
+def test_a_green_library_first_imported_after_install_gives_each_greenlet_its_own(library):
+    greenlib.require(library, library)
+    if support.original_features().thread_local_handler != "missing":
+        pytest.skip("handler already thread-local: Django's own threading.local, which a "
+                    "monkey patch after import does not reach (Django 1.4's behaviour)")
+    here = os.path.dirname(os.path.abspath(__file__))
+    out, err, _ = support.run_python(FIRST_IMPORTED_AFTER_INSTALL % {
+        "library": library, "here": here})
+    assert out.splitlines() == [
+        "LOADED BEFORE False",
+        "JOINED True",
+        "OWN 5 of 5, none the main thread's: True",
+        "STEADY True",
+    ], err
