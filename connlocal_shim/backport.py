@@ -441,11 +441,38 @@ class Installation(object):
                         "apply it again to the original classes if you still need it"
                         % ", ".join(dropped)
                     )
+                self.revert_classes_defined_meanwhile()
             if self.storage is not None:
                 self.move_out(current)
         if under_way:
             messages.append(_went_ahead("uninstall()", under_way))
         return messages
+
+    def revert_classes_defined_meanwhile(self):
+        """DatabaseWrapper classes defined on the rebuilt classes while installed (a backend
+        first imported then, a subclass made by hand) get their unpatched counterparts:
+        threading.local classes on the original bases, which the module globals naming them
+        name from now on (Django loads backends through them), as install() does the other
+        way. Without them, such a class would be neither thread-local nor guarded once the
+        rebuilt classes retire."""
+        rebuilder = self.rebuilder
+        pairs = [(cls, rebuilder.unrebuild(cls)) for cls in rebuilder.defined_on_rebuilt()]
+        by_id = dict((id(cls), new) for cls, new in pairs)
+        for module_name, module in list(sys.modules.items()):
+            namespace = getattr(module, "__dict__", None)
+            if not isinstance(namespace, dict):
+                continue
+            for name, value in list(namespace.items()):
+                new = by_id.get(id(value))
+                if new is not None and rebuilder.originals.get(value) is new:
+                    setattr(module, name, new)
+                elif PY2 and _unbound_method_of(value, by_id):
+                    setattr(module, name, types.MethodType(
+                        value.__func__, None, by_id[id(value.im_class)]
+                    ))
+        for cls, new in pairs:
+            logger.debug("connlocal_shim: %s, defined while installed, is a threading.local "
+                         "class again", _class_name(cls))
 
     def carry_back(self):
         """What was set on the rebuilt classes after install: plain values (caches such as

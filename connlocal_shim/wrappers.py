@@ -255,6 +255,41 @@ class ClassRebuilder(object):
         self.built_from[cls] = (dict(vars(cls)), tuple(bases))
         return new
 
+    def defined_on_rebuilt(self):
+        """The classes deriving from rebuilt classes that are neither rebuilt nor originals:
+        defined while installed (a backend first imported then), parents first."""
+        found, pending = set(), list(self.originals)
+        while pending:
+            for sub in type.__subclasses__(pending.pop()):
+                if sub not in found and sub not in self.originals and (
+                    PROXY_MARK not in vars(sub)
+                ):
+                    found.add(sub)
+                    pending.append(sub)
+        return sorted(found, key=lambda cls: (len(cls.__mro__), _name(cls)))
+
+    def unrebuild(self, cls):
+        """``cls``, defined on rebuilt classes while installed, made again on their originals:
+        a threading.local DatabaseWrapper class, as unpatched Django's are. The pair is kept
+        as if ``cls`` had been rebuilt from it, so that the next installation uses ``cls``
+        again (and its instances report the new class once retired, see ClassOfRebuilt)."""
+        back = Translator(self.originals.get)
+        bases = tuple(self.originals.get(base, base) for base in cls.__bases__)
+        made = {"__module__": cls.__module__, "__doc__": cls.__doc__}
+        new = type(cls)(cls.__name__, bases, made)
+        for name, value in list(vars(cls).items()):
+            if name in ("__dict__", "__weakref__", "__module__", "__doc__"):
+                continue
+            value = back(value)
+            if name == "__new__" and isinstance(value, types.FunctionType):
+                value = staticmethod(value)  # what class creation does with __new__
+            setattr(new, name, value)
+        self.converted[new] = cls
+        self.originals[cls] = new
+        self.namespaces[cls] = dict(vars(cls))
+        self.built_from[new] = (dict(vars(new)), tuple(cls.__bases__))
+        return new
+
     def carried_back(self, original, name, value):
         """``value`` was set on ``original`` from its rebuilt class at uninstall: both agree."""
         self.built_from[original][0][name] = value
@@ -339,20 +374,22 @@ def captured_wrapper_proxy_class(original_class, alias, storage, handler):
     identity), stable across threads and routing, as Django 1.4's proxy's is.
     """
     by_ident = storage.by_ident
-    thread = thread_module()
+    # The thread module's namespace, where a monkey patch of get_ident writes: read on every
+    # call by subscript (cheaper than the attribute on Python 2), as the handler does.
+    namespace = vars(thread_module())
 
     def current():
         try:
-            return by_ident[thread.get_ident()][alias]
+            return by_ident[namespace["get_ident"]()][alias]
         except KeyError:
             return handler[alias]
 
     # The hot path of every django.db.connection.<attr>: what it needs is bound as defaults
     # (local variables, cheaper to read than globals and builtins).
-    def __getattribute__(self, name, by_ident=by_ident, thread=thread, alias=alias,
+    def __getattribute__(self, name, by_ident=by_ident, namespace=namespace, alias=alias,
                          refused=_REFUSED, getattr=getattr):
         try:
-            wrapper = by_ident[thread.get_ident()][alias]
+            wrapper = by_ident[namespace["get_ident"]()][alias]
         except KeyError:
             wrapper = handler[alias]
         if name in refused:

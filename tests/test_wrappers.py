@@ -452,6 +452,72 @@ def test_a_sqlite_backend_loaded_after_install_opens_shareable_connections():
     assert lines[1:] == ["MEM [[(5,)]]", "FILE [[(5,)]]"], err
 
 
+BACKEND_IMPORTED_WHILE_INSTALLED = r"""
+import os, sys, tempfile, threading
+import support
+# A third-party backend that no module imports before install: its DatabaseWrapper is defined
+# on the rebuilt sqlite class.
+where = tempfile.mkdtemp()
+os.mkdir(os.path.join(where, "late_backend"))
+open(os.path.join(where, "late_backend", "__init__.py"), "w").close()
+with open(os.path.join(where, "late_backend", "base.py"), "w") as module:
+    module.write("from django.db.backends.sqlite3.base import *\n"
+                 "from django.db.backends.sqlite3 import base as sqlite_base\n"
+                 "class DatabaseWrapper(sqlite_base.DatabaseWrapper):\n"
+                 "    pass\n")
+sys.path.insert(0, where)
+support.configure(extra_databases={
+    "late": {"ENGINE": "late_backend", "NAME": os.path.join(where, "late.sqlite3")}})
+support.start_django()
+import connlocal_shim
+from django.db import connections
+print("BEFORE %s %s" % (connlocal_shim.is_installed(), "late_backend.base" in sys.modules))
+connections["late"].cursor().execute("CREATE TABLE t (x INTEGER)")
+connections["late"].cursor().execute("INSERT INTO t VALUES (7)")
+support.commit("late")
+
+def use(results, key):
+    wrapper = connections["late"]
+    cursor = wrapper.cursor()
+    cursor.execute("SELECT x FROM t")
+    results[key] = (wrapper, cursor.fetchall(), wrapper.connection)
+
+def in_two_threads():
+    results = {}
+    use(results, "mine")
+    thread = threading.Thread(target=use, args=(results, "theirs"))
+    thread.start(); thread.join()
+    return results["mine"], results["theirs"]
+
+connlocal_shim.uninstall()
+import late_backend.base
+mine, theirs = in_two_threads()
+print("UNINSTALLED rows %r %r" % (mine[1], theirs[1]))
+# Unpatched Django 1.3: one wrapper object for every thread, each with its own DB-API connection.
+print("UNINSTALLED shared %s, own connections %s, thread-local class %s" % (
+    mine[0] is theirs[0], mine[2] is not theirs[2],
+    issubclass(late_backend.base.DatabaseWrapper, threading.local)))
+connlocal_shim.install()
+mine, theirs = in_two_threads()
+print("INSTALLED rows %r %r" % (mine[1], theirs[1]))
+print("INSTALLED own wrappers %s, thread-local class %s, sharing API %s" % (
+    mine[0] is not theirs[0], isinstance(mine[0], threading.local),
+    hasattr(mine[0], "allow_thread_sharing")))
+"""
+
+
+@requires_backport
+def test_a_backend_imported_while_installed_is_thread_local_again_after_uninstall():
+    out, err, _ = support.run_python(BACKEND_IMPORTED_WHILE_INSTALLED)
+    assert out.splitlines() == [
+        "BEFORE True False",
+        "UNINSTALLED rows [(7,)] [(7,)]",
+        "UNINSTALLED shared True, own connections True, thread-local class True",
+        "INSTALLED rows [(7,)] [(7,)]",
+        "INSTALLED own wrappers True, thread-local class False, sharing API True",
+    ], err
+
+
 @requires_backport
 def test_a_wrapper_made_while_installed_can_be_used_and_closed_after_uninstall():
     import connlocal_shim
