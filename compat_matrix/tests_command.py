@@ -7,9 +7,11 @@ clone with nothing exported first.
     python3 -m compat_matrix --tests --list                 # the envs, one per line
 
 It finds an interpreter for every env it is to run (tools.py: pyenv's versions or PATH, never
-through PYENV_VERSION) and stops naming each missing one, with how to get it, before anything
-is built; then makes its tools venv (.ci/.venv: tox<4 and virtualenv<20.22) if needed and runs
-tox with them: ``tox -e ENVS [-p N] [-- PYTEST ARGS]``. Exits with tox's exit code.
+through PYENV_VERSION) and the system packages the envs build against, and stops naming each
+missing one, with how to get it, before anything is built (a missing test-time server is said,
+and stops it only where its CONNLOCAL_SHIM_REQUIRE_* variable is 1); then makes its tools venv
+(.ci/.venv: tox<4 and virtualenv<20.22) if needed and runs tox with them: ``tox -e ENVS [-p N]
+[-- PYTEST ARGS]``. Exits with tox's exit code.
 """
 import argparse
 import os
@@ -72,7 +74,7 @@ def main(argv=None):
             print("\n".join(envs))
             return 0
         say("%d env(s): %s" % (len(envs), " ".join(envs)))
-        tox, environ = tools.prepare(envs, say)
+        tox, environ = tools.prepare(envs, say, servers=True)
         # Our own reading of tox.ini chose the interpreters: it must agree with tox's.
         listed = subprocess.run([tox, "-l"], stdout=subprocess.PIPE, env=environ, cwd=tools.ROOT)
         envlist = tools.tox_envs()[0]
