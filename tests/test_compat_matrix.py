@@ -548,3 +548,42 @@ def test_a_not_run_reason_without_a_cause_line_is_cut_between_words(project_copy
     assert len(line) <= 300 and line.endswith(" ..."), line
     assert (line[:-4] + " ") in ("ERROR: could not install deps; v = InvocationError('%s', 1)"
                                  % (PIP_COMMAND * 4)), line  # whole words only
+
+
+# -- --tests closes with its skips grouped by reason (issue 23) --------------------------------
+
+@python3_only
+def test_the_test_command_closes_with_this_runs_skips_grouped_by_reason(tmpdir):
+    import time
+
+    reports = tmpdir.mkdir("reports")
+    sample = tmpdir.join("test_sample.py")
+    sample.write("import pytest\n"
+                 "@pytest.mark.parametrize('n', range(2))\n"
+                 "def test_server(n):\n"
+                 "    pytest.skip('no PostgreSQL server programs: apt-get install postgresql')\n"
+                 "def test_runs():\n"
+                 "    pass\n")
+    for env in ("py27-django13", "py313-django61", "py312-django42"):
+        process = subprocess.Popen(
+            [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", "--junitxml",
+             str(reports.join(env + ".xml")), str(sample)],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=str(tmpdir))
+        assert process.wait() == 0, process.stdout.read()
+    started = time.time()
+    stale = str(reports.join("py312-django42.xml"))  # an earlier run's report
+    os.utime(stale, (started - 60, started - 60))
+    for env in ("py27-django13", "py313-django61"):
+        path = str(reports.join(env + ".xml"))
+        os.utime(path, (started + 1, started + 1))
+    code, out, err = run_tool(ROOT, code=(
+        "from compat_matrix import tests_command\n"
+        "envs = ['py27-django13', 'py313-django61', 'py312-django42', 'docs']\n"
+        "print('\\n'.join(tests_command.skip_summary(envs, %r, reports=%r)))\n"
+        % (started, str(reports))))
+    assert code == 0, err
+    assert out.splitlines() == [
+        "skipped, by reason (4 tests, in 2 of 2 envs):",
+        "    4  no PostgreSQL server programs: apt-get install postgresql  "
+        "[py27-django13 2, py313-django61 2]",
+    ], out
