@@ -31,6 +31,8 @@ COUNTS = ("tests", "failures", "errors", "skipped")
 FAILURES_SHOWN = 20
 # A "failed:" line is cut at this many characters.
 FAILURE_LINE_WIDTH = 300
+# Skip reasons listed by skip_reason_lines(), most frequent first; the rest are counted.
+SKIP_REASONS_SHOWN = 30
 
 
 def _int(value):
@@ -87,6 +89,47 @@ def failed_tests(suites):
                 message = "%s (%s)" % (message, raised) if message else raised
             failed.append((test or "(unnamed test)", "%s: %s" % (problem.tag, message)))
     return failed
+
+
+def skip_reasons(suites):
+    """Return the reason of each skipped <testcase> of the suites (xfails included, as junit
+    counts them): the first non-blank line of its <skipped>'s message, else of its text."""
+    reasons = []
+    for suite in suites:
+        for case in suite.iter("testcase"):
+            skipped = case.find("skipped")
+            if skipped is not None and _problem(case) is None:
+                reasons.append(_first_line(skipped.get("message") or skipped.text or "")
+                               or "(no reason given)")
+    return reasons
+
+
+def skips_by_reason(reports):
+    """{reason: {env: count}} over {env: suites} (parse_report's)."""
+    grouped = {}
+    for env, suites in reports.items():
+        for reason in skip_reasons(suites):
+            counts = grouped.setdefault(reason, {})
+            counts[env] = counts.get(env, 0) + 1
+    return grouped
+
+
+def skip_reason_lines(grouped, shown=SKIP_REASONS_SHOWN):
+    """Lines of ``grouped`` (skips_by_reason's): one per reason, most skips first, with its
+    count and, for several envs, each env's; at most ``shown`` reasons, then how many more."""
+    order = sorted(grouped, key=lambda reason: (-sum(grouped[reason].values()), reason))
+    lines = []
+    for reason in order[:shown]:
+        counts = grouped[reason]
+        envs = sorted(counts)
+        where = envs[0] if len(envs) == 1 else ", ".join("%s %d" % (env, counts[env])
+                                                          for env in envs)
+        lines.append("%5d  %s  [%s]" % (sum(counts.values()), reason, where))
+    if len(order) > shown:
+        rest = order[shown:]
+        lines.append("%5d  skipped for %d other reasons" % (
+            sum(sum(grouped[reason].values()) for reason in rest), len(rest)))
+    return lines
 
 
 def read_report(suites):

@@ -15,8 +15,8 @@ blocks of ``docs/matrix.rst`` and ``docs/diagnostics.rst`` between ``.. BEGIN co
 and ``.. END compat_matrix`` markers. An env that cannot be built is recorded as "not run" with
 the reason. Exits 1 if any env failed or was not run.
 
-The interpreters and tox come from tools.py (a missing interpreter stops it before anything is
-built). It prints a line from its first second on, and while envs build.
+The interpreters and tox come from tools.py (a missing interpreter or system package stops it
+before anything is built); a NOT RUN line gives the build log's last error line and its path. It prints a line from its first second on, and while envs build.
 """
 import argparse
 import concurrent.futures
@@ -195,15 +195,60 @@ def not_run(env_name, reason, started):
     }
 
 
-def build_failure(output, code):
+# The line that says what went wrong in a failed build, for the NOT RUN line: an exception's
+# ("EnvironmentError: mysql_config not found", "Exception: Can not find valid pkg-config name."),
+# not the pip command of tox's closing "ERROR: could not install deps [...]; v =
+# InvocationError('... -m pip install ...', 1)", which says only that pip failed, cut mid-word.
+EXCEPTION_LINE = re.compile(r"^\s*(?:[A-Za-z_][\w.]*)?(?:Error|Exception)(?:\s*\[[^\]]*\])?:\s*\S")
+# pip's and tox's own lines about a failure, which never name its cause.
+WRAPPER_LINE = re.compile(r"InvocationError|could not install deps|invocation failed|"
+                          r"Command errored out|subprocess-exited-with-error|"
+                          r"Failed (building|to build)|Could not build wheels|"
+                          r"ERROR: +\S+: commands failed", re.I)
+REASON_WIDTH = 300
+
+
+def last_error_line(output):
+    """The build output's line that names the cause of the failure: its last exception line,
+    else its last error line that is not pip's or tox's wrapping, else its last error line, else
+    its last line; shortened to REASON_WIDTH at a word boundary."""
+    lines = [line.strip() for line in output.splitlines() if line.strip()]
+    exceptions = [line for line in lines if EXCEPTION_LINE.match(line)
+                  and not WRAPPER_LINE.search(line)]
+    errors = [line for line in lines if re.match(r"^(ERROR|error)\b", line)]
+    causes = [line for line in errors if not WRAPPER_LINE.search(line)]
+    for found in (exceptions, causes, errors, lines):
+        if found:
+            return shorten_words(found[-1], REASON_WIDTH)
+    return "no output"
+
+
+def shorten_words(text, width):
+    """``text``, or its words that fit in ``width`` with " ..." after them."""
+    if len(text) <= width:
+        return text
+    cut = text[:width - 4].rsplit(" ", 1)[0]
+    return cut + " ..."
+
+
+def shown_path(path):
+    """``path`` relative to the checkout where it is inside it, else absolute."""
+    relative = os.path.relpath(path, ROOT)
+    return os.path.abspath(path) if relative.startswith(os.pardir) else relative
+
+
+def build_failure(output, code, log):
+    """The NOT RUN reason of an env tox could not build: the build log's last error line and
+    the log's path."""
+    where = shown_path(log) if log else "no log"
     missing = re.search(r"InterpreterNotFound: (\S+)", output)
     if missing:
-        return "interpreter %s not found (tox: InterpreterNotFound)" % missing.group(1)
+        return "interpreter %s not found (tox: InterpreterNotFound; build log %s)" % (
+            missing.group(1), where)
     if code is None:
-        return "tox --notest did not finish in %ss" % BUILD_TIMEOUT
-    errors = [line.strip() for line in output.splitlines() if "ERROR" in line]
-    last = errors[-1] if errors else (output.strip().splitlines() or ["no output"])[-1]
-    return "tox --notest failed (exit %s): %s" % (code, last.strip()[:300])
+        return "tox --notest did not finish in %ss (build log %s)" % (BUILD_TIMEOUT, where)
+    return "tox --notest failed (exit %s): %s (build log %s)" % (
+        code, last_error_line(output), where)
 
 
 def run_env(env_name, context):
@@ -219,11 +264,11 @@ def run_env(env_name, context):
     command = [context["tox"], "-e", env_name, "--notest", "--installpkg", context["sdist"]]
     if context["workdir"]:
         command[1:1] = ["--workdir", context["workdir"]]
-    code, output = run(command, BUILD_TIMEOUT, env=context["env"],
-                       log=os.path.join(logs, env_name + "-build.log"), on_line=echo)
+    build_log = os.path.join(logs, env_name + "-build.log")
+    code, output = run(command, BUILD_TIMEOUT, env=context["env"], log=build_log, on_line=echo)
     build_seconds = round(time.time() - started, 1)
     if code != 0:
-        reason = build_failure(output, code)
+        reason = build_failure(output, code, build_log)
         progress.say(env_name, "NOT RUN: %s" % reason, finished=True)
         return not_run(env_name, reason, started)
     python = os.path.join(context["toxworkdir"], env_name, "bin", "python")

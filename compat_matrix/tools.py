@@ -1,5 +1,6 @@
 """What the project's two commands need before tox can run: the envs of tox.ini, an interpreter
-for each, and a venv of tools (tox<4, virtualenv<20.22) of their own.
+for each, the system packages their deps build against, and a venv of tools (tox<4,
+virtualenv<20.22) of their own.
 
 Nothing here depends on ``PYENV_VERSION`` or on what the shell exported: each ``pythonX.Y`` is
 looked for in pyenv's versions (``$PYENV_ROOT/versions/X.Y.Z/bin``, by default
@@ -180,6 +181,209 @@ def interpreters_for(envs, environ=None, root=ROOT):
     return found
 
 
+# -- system packages -------------------------------------------------------------------------------
+# What the envs' deps compile against is needed while tox builds them: a missing one is named,
+# with the package to install, before anything is built (pip would fail minutes later, its cause
+# deep in a build log). The servers the tests start for themselves are needed only while tests
+# run: without one its tests are skipped, saying why, unless CONNLOCAL_SHIM_REQUIRE_* asks
+# (docs/testing.rst).
+
+# "py27,py36: mysqlclient==1.4.6", "!django12-!django13: ...": tox 3's factor conditions.
+FACTOR_CONDITION = re.compile(r"^(!?[\w.]+(?:[-,]!?[\w.]+)*):\s+(\S.*)$")
+SECTION_REFERENCE = re.compile(r"^\{\[([^\]]+)\]([\w-]+)\}$")
+REQUIREMENT_NAME = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)\s*(.*)$")
+# The pkg-config names mysqlclient 2.2+ looks for (its setup.py, find_package_name()).
+MYSQLCLIENT_PKG_CONFIG_NAMES = ("mysqlclient", "mariadb", "libmariadb", "perconaserverclient")
+
+
+def factors_match(condition, env):
+    """Whether tox's factor condition (alternatives split by ',', factors of one by '-', '!'
+    negating) holds for ``env``."""
+    factors = set(env.split("-"))
+    for alternative in condition.split(","):
+        if all((part[1:] not in factors) if part.startswith("!") else (part in factors)
+               for part in alternative.split("-")):
+            return True
+    return False
+
+
+def env_deps(env, parser):
+    """The requirements tox installs into ``env``: its section's deps (else [testenv]'s), with
+    {[section]key} references expanded and factor conditions applied, as {lowercase name:
+    specifier}: {"mysqlclient": ">=2.2,<2.4", ...}."""
+    section = "testenv:" + env
+    raw = parser.get(section, "deps", fallback=None) if parser.has_section(section) else None
+    if raw is None:
+        raw = parser.get("testenv", "deps", fallback="")
+    lines = []
+    for line in raw.splitlines():
+        line = line.strip()
+        reference = SECTION_REFERENCE.match(line)
+        if reference:
+            lines.extend(parser.get(reference.group(1), reference.group(2),
+                                    fallback="").splitlines())
+        else:
+            lines.append(line)
+    deps = {}
+    for line in lines:
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        conditional = FACTOR_CONDITION.match(line)
+        if conditional:
+            if not factors_match(conditional.group(1), env):
+                continue
+            line = conditional.group(2).strip()
+        named = REQUIREMENT_NAME.match(line)
+        if named and not line.startswith("-"):
+            deps[named.group(1).lower().replace("_", "-")] = named.group(2).strip()
+    return deps
+
+
+def first_version(specifier):
+    """(2, 2) of '>=2.2,<2.4', (1, 4) of '==1.4.6'; None if there is no version."""
+    match = re.search(r"(\d+)\.(\d+)", specifier)
+    return (int(match.group(1)), int(match.group(2))) if match else None
+
+
+def which(program, environ=None):
+    environ = os.environ if environ is None else environ
+    for directory in environ.get("PATH", "").split(os.pathsep):
+        candidate = os.path.join(directory, program)
+        if directory and os.path.isfile(candidate) and os.access(candidate, os.X_OK):
+            return candidate
+    return None
+
+
+def has_c_compiler(environ):
+    return any(which(name, environ) for name in (environ.get("CC") or "cc", "gcc"))
+
+
+def has_mysql_config(environ):
+    # mysqlclient up to 2.1 runs mysql_config, or mariadb_config when there is none.
+    return bool(which("mysql_config", environ) or which("mariadb_config", environ))
+
+
+def has_mysqlclient_pkg_config(environ):
+    # mysqlclient 2.2+ asks pkg-config, unless both flags are given by hand.
+    if environ.get("MYSQLCLIENT_CFLAGS") and environ.get("MYSQLCLIENT_LDFLAGS"):
+        return True
+    pkg_config = which("pkg-config", environ)
+    if not pkg_config:
+        return False
+    for name in MYSQLCLIENT_PKG_CONFIG_NAMES:
+        try:
+            if subprocess.run([pkg_config, "--exists", name], env=environ,
+                              timeout=60).returncode == 0:
+                return True
+        except (OSError, subprocess.TimeoutExpired):
+            return False
+    return False
+
+
+# (what is missing, Debian's packages, the probe, which deps need it).
+BUILD_REQUIREMENTS = (
+    ("a C compiler (cc or gcc on PATH)", "build-essential", has_c_compiler,
+     lambda deps: "mysqlclient" in deps or "uwsgi" in deps),
+    ("mysql_config or mariadb_config on PATH (MariaDB Connector/C, for mysqlclient)",
+     "libmariadb-dev-compat", has_mysql_config,
+     lambda deps: "mysqlclient" in deps),
+    ("pkg-config, knowing MariaDB Connector/C as mariadb or mysqlclient (for mysqlclient "
+     "2.2+)", "pkg-config libmariadb-dev-compat",
+     has_mysqlclient_pkg_config,
+     lambda deps: (first_version(deps.get("mysqlclient", "")) or (0, 0)) >= (2, 2)),
+)
+
+
+def missing_build_packages(envs, environ=None, root=ROOT):
+    """[(what, packages, [envs])] for each system package that building ``envs`` needs and that
+    is not here."""
+    environ = os.environ if environ is None else environ
+    parser = read_tox_ini(root)
+    needing = {}
+    for env in envs:
+        deps = env_deps(env, parser)
+        for requirement in BUILD_REQUIREMENTS:
+            if requirement[3](deps):
+                needing.setdefault(requirement, []).append(env)
+    missing = []
+    for requirement in BUILD_REQUIREMENTS:
+        if requirement in needing and not requirement[2](environ):
+            missing.append((requirement[0], requirement[1], needing[requirement]))
+    return missing
+
+
+def describe_missing_build_packages(missing):
+    packages = []
+    for _, names, _ in missing:
+        packages.extend(name for name in names.split() if name not in packages)
+    lines = ["%s, for %s%s: apt-get install %s" % (
+        what, ", ".join(envs[:4]), ", ..." if len(envs) > 4 else "", names)
+        for what, names, envs in missing]
+    return ("missing system package%s, needed to build the envs (Debian/Ubuntu names; "
+            "elsewhere, your system's packages of the same):\n  %s\n"
+            "all at once: apt-get install %s" % (
+                "s" if len(lines) > 1 else "", "\n  ".join(lines), " ".join(packages)))
+
+
+def has_geos(environ):
+    import ctypes.util
+
+    return ctypes.util.find_library("geos_c") is not None
+
+
+def server_helper_finds(script, root):
+    """A probe running ``tests/SCRIPT find-server`` (the helpers the tests start servers with,
+    as .ci/run asks them)."""
+    def probe(environ):
+        path = os.path.join(root, "tests", script)
+        if not os.path.isfile(path):
+            return True  # no tests here to start it for
+        try:
+            return subprocess.run([sys.executable, path, "find-server"], env=environ,
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                  timeout=60).returncode == 0
+        except (OSError, subprocess.TimeoutExpired):
+            return False
+    return probe
+
+
+def test_time_services(root):
+    """(what, Debian's package, its REQUIRE variable, the probe, which deps need it)."""
+    return (
+        ("the GEOS C library (the GIS backends' tests)", "libgeos-c1v5",
+         "CONNLOCAL_SHIM_REQUIRE_BACKENDS", has_geos, lambda deps: "pytest" in deps),
+        ("a PostgreSQL server (initdb, pg_ctl)", "postgresql", "CONNLOCAL_SHIM_REQUIRE_POSTGRES",
+         server_helper_finds("pg_cluster.py", root), lambda deps: "psycopg2-binary" in deps),
+        ("a MariaDB server (mariadb-install-db, mariadbd)", "mariadb-server",
+         "CONNLOCAL_SHIM_REQUIRE_MYSQL", server_helper_finds("mariadb_server.py", root),
+         lambda deps: "mysqlclient" in deps),
+        ("PgBouncer", "pgbouncer", "CONNLOCAL_SHIM_REQUIRE_PGBOUNCER",
+         server_helper_finds("pgbouncer.py", root),
+         lambda deps: "psycopg2-binary" in deps and "pytest" in deps),
+    )
+
+
+def missing_test_services(envs, environ=None, root=ROOT):
+    """(notes, required): a note for each test-time server or library that ``envs`` would use
+    and that is not here (its tests will be skipped), and the same for those a
+    CONNLOCAL_SHIM_REQUIRE_* variable of ``environ`` makes a failure instead."""
+    environ = os.environ if environ is None else environ
+    parser = read_tox_ini(root)
+    deps_of = [env_deps(env, parser) for env in envs]
+    notes, required = [], []
+    for what, package, variable, probe, needed_by in test_time_services(root):
+        if not any(needed_by(deps) for deps in deps_of) or probe(environ):
+            continue
+        line = "not found: %s (apt-get install %s)" % (what, package)
+        if environ.get(variable) == "1":
+            required.append("%s, and %s=1" % (line, variable))
+        else:
+            notes.append("%s; its tests will be skipped, saying why (%s=1 makes that a "
+                         "failure)" % (line, variable))
+    return notes, required
+
+
 # -- the tools venv --------------------------------------------------------------------------------
 
 def requirements_digest(path=TOOLS_REQUIREMENTS):
@@ -265,10 +469,28 @@ def tox_environment(bin_directory, interpreters):
     return environ
 
 
-def prepare(envs, say, root=ROOT):
-    """Interpreters first (a missing one stops everything before anything is built), then the
-    tools venv; returns (tox executable, environment for tox)."""
-    interpreters = interpreters_for(envs, root=root)
+def prepare(envs, say, root=ROOT, servers=False):
+    """Interpreters and the system packages the envs build against first (anything missing
+    stops everything, naming all of it, before anything is built), then the tools venv; returns
+    (tox executable, environment for tox). ``servers``: also say which test-time servers are
+    missing (the test command), failing where a CONNLOCAL_SHIM_REQUIRE_* variable asks."""
+    problems = []
+    try:
+        interpreters = interpreters_for(envs, root=root)
+    except ToolError as error:
+        problems.append(str(error))
+    missing = missing_build_packages(envs, root=root)
+    if missing:
+        problems.append(describe_missing_build_packages(missing))
+    if servers:
+        notes, required = missing_test_services(envs, root=root)
+        for note in notes:
+            say(note)
+        if required:
+            problems.append("missing servers that CONNLOCAL_SHIM_REQUIRE_* requires:\n  %s"
+                            % "\n  ".join(required))
+    if problems:
+        raise ToolError("\n".join(problems))
     say("interpreters: %s" % ", ".join("%s %s" % (version, interpreters[version])
                                        for version in sorted(interpreters, key=version_key)))
     bin_directory = tools_venv(say)

@@ -8,7 +8,8 @@ requirements/release.txt: pinned setuptools, wheel, build and twine), it runs
 ``python -m build --no-isolation`` on the checkout, then ``twine check --strict``. It fails if
 the build printed a warning (a deprecated option, a MANIFEST.in pattern that matched nothing),
 if there is not exactly one sdist and one ``py2.py3-none-any`` wheel, if the wheel does not
-choose wrapt by environment markers, or if the sdist lacks what its tests need. Python 3 only
+choose wrapt by environment markers, if the sdist lacks what its tests need, or, in a git
+checkout, if the sdist is not every file git tracks but .gitignore (SDIST_LEFT_OUT). Python 3 only
 (run outside the envs); Python 2.7 installs the results.
 """
 import argparse
@@ -38,6 +39,10 @@ SDIST_MUST_HAVE = (
     "examples/routing_demo.py", "compat_matrix/probe.py", "compat_matrix/demo_site/manage.py",
     "scripts/django_suite.py", "scripts/sdist_tests.py",
 )
+# The sdist is every file git tracks but these (MANIFEST.in; docs/installation.rst says so), plus
+# what setuptools writes into it.
+SDIST_LEFT_OUT = (".gitignore",)
+SDIST_GENERATED = re.compile(r"^(PKG-INFO|connlocal_shim\.egg-info/.*)$")
 WRAPT_MARKERS = (
     'Requires-Dist: wrapt<1.16,>=1.12; python_version < "3"',
     'Requires-Dist: wrapt>=1.12; python_version >= "3"',
@@ -105,10 +110,45 @@ def check_artifacts(dist_dir):
         raise ReleaseError("the wheel's METADATA lacks %s" % "; ".join(missing))
     with tarfile.open(sdist) as bundle:
         names = set(name.split("/", 1)[1] for name in bundle.getnames() if "/" in name)
+        files = [member.name.split("/", 1)[1] for member in bundle.getmembers()
+                 if member.isfile() and "/" in member.name]
     lacking = [name for name in SDIST_MUST_HAVE if name not in names]
     if lacking:
         raise ReleaseError("the sdist lacks %s (MANIFEST.in)" % ", ".join(lacking))
+    tracked = tracked_files()
+    if tracked is not None:
+        missing, extra = sdist_differences(files, tracked)
+        if missing or extra:
+            raise ReleaseError(
+                "the sdist is not every file git tracks but %s, as MANIFEST.in and "
+                "docs/installation.rst say:%s%s" % (
+                    ", ".join(SDIST_LEFT_OUT),
+                    "\n  not in the sdist: %s" % ", ".join(missing) if missing else "",
+                    "\n  in the sdist, not tracked: %s" % ", ".join(extra) if extra else ""))
     return sdist, wheel, len(names)
+
+
+def tracked_files(root=ROOT):
+    """The files git tracks in ``root`` (git ls-files), or None outside a git checkout."""
+    try:
+        output = subprocess.run(["git", "ls-files", "-z"], cwd=root, stdout=subprocess.PIPE,
+                                stderr=subprocess.DEVNULL)
+    except OSError:
+        return None
+    if output.returncode != 0:
+        return None
+    return [name for name in output.stdout.decode("utf-8").split("\0") if name]
+
+
+def sdist_differences(names, tracked):
+    """(tracked files missing from the sdist, files of the sdist that git does not track), for
+    the sdist's files ``names`` (paths inside its top directory), leaving out SDIST_LEFT_OUT
+    and what setuptools generates (SDIST_GENERATED)."""
+    files = set(names)
+    expected = set(tracked) - set(SDIST_LEFT_OUT)
+    missing = sorted(expected - files)
+    extra = sorted(name for name in files - expected if not SDIST_GENERATED.match(name))
+    return missing, extra
 
 
 def main(argv=None):

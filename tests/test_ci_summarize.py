@@ -93,3 +93,47 @@ def test_a_green_env_names_no_test_and_many_failures_are_capped(summarize, tmpdi
     assert lines[-1] == "1 passed, 22 failed, 0 skipped", lines
     assert [line.split(": ")[1] for line in named] == ["red"] * 21, named
     assert named[-1].startswith("failed: red: 2 more not shown (in "), named
+
+
+SKIPS = textwrap.dedent('''
+    import pytest
+
+    @pytest.mark.parametrize("n", range(3))
+    def test_on_a_server(n):
+        pytest.skip("no MariaDB server programs: apt-get install mariadb-server")
+
+    @pytest.mark.skipif(True, reason="needs Django 1.7+")
+    def test_new():
+        pass
+
+    def test_passes():
+        pass
+''')
+
+
+def test_skips_are_grouped_by_reason_with_each_envs_count(tmpdir):
+    first, second = tmpdir.mkdir("a"), tmpdir.mkdir("b")
+    reports = {"py27-django13": write_report(str(first), SKIPS, returncode=0),
+               "py313-django61": write_report(str(second), SKIPS.replace("needs Django 1.7+",
+                                                                         "other"), returncode=0)}
+    process = subprocess.Popen([sys.executable, "-c", textwrap.dedent('''
+        import sys
+        sys.path.insert(0, %r)
+        import summarize
+        reports = dict((env, summarize.parse_report(path)) for env, path in %r.items())
+        grouped = summarize.skips_by_reason(reports)
+        print("\\n".join(summarize.skip_reason_lines(grouped)))
+        print("\\n".join(summarize.skip_reason_lines(grouped, shown=1)))
+        ''' % (os.path.dirname(SUMMARIZE), reports))], stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT)
+    lines = process.communicate()[0].decode("utf-8", "replace").splitlines()
+    assert process.returncode == 0, lines
+    assert lines == [
+        "    6  no MariaDB server programs: apt-get install mariadb-server  "
+        "[py27-django13 3, py313-django61 3]",
+        "    1  needs Django 1.7+  [py27-django13]",
+        "    1  other  [py313-django61]",
+        "    6  no MariaDB server programs: apt-get install mariadb-server  "
+        "[py27-django13 3, py313-django61 3]",
+        "    2  skipped for 2 other reasons",
+    ], lines

@@ -342,3 +342,248 @@ def test_a_quiet_env_still_shows_progress(project_copy):
     assert code == 0, err
     assert out.splitlines()[0] == "True", out  # a line came while the env said nothing
     assert "still py27-django13 building (0:00)" in out, out  # the env, its phase, how long
+
+
+# -- system packages: named before anything is built (issue 23) --------------------------------
+
+def fake_pyenv(tmpdir, versions=("2.7", "3.13")):
+    """A PYENV_ROOT whose versions X.Y.99/bin/pythonX.Y say they are X.Y (all tools.py asks)."""
+    root = tmpdir.mkdir("fake-pyenv")
+    for version in versions:
+        script = root.ensure("versions", version + ".99", "bin", "python" + version)
+        script.write("#!/bin/sh\necho %s\n" % version)
+        script.chmod(0o755)
+    return str(root)
+
+
+def fake_programs(tmpdir, name, programs):
+    """A directory of executables that exit 0, for PATH."""
+    directory = tmpdir.mkdir(name)
+    for program in programs:
+        script = directory.join(program)
+        script.write("#!/bin/sh\nexit 0\n")
+        script.chmod(0o755)
+    return str(directory)
+
+
+@python3_only
+@pytest.mark.parametrize("args", [
+    ["--tests", "-e", "py27-django13,py313-django61"],
+    ["--django", "1.3,6.1"],
+], ids=["tests", "main-job"])
+def test_a_missing_system_package_is_named_before_anything_is_built(project_copy, tmpdir, args):
+    # Interpreters found, but no mysql_config, mariadb_config, pkg-config nor C compiler: a
+    # machine without MariaDB Connector/C's headers, where pip would fail building mysqlclient.
+    environ = {"PYENV_ROOT": fake_pyenv(tmpdir), "PATH": str(tmpdir.mkdir("no-bin")), "CC": ""}
+    outputs_before = files_under(os.path.join(project_copy, "build"))
+    code, out, err = run_tool(project_copy, args, env=environ)
+    assert code == 2, (out, err)
+    assert "missing interpreter" not in err, err
+    assert "missing system packages, needed to build the envs" in err, err
+    assert "mysql_config or mariadb_config on PATH (MariaDB Connector/C, for mysqlclient), " \
+        "for py27-django13, py313-django61: apt-get install libmariadb-dev-compat" in err, err
+    assert "(for mysqlclient 2.2+), for py313-django61: apt-get install pkg-config " \
+        "libmariadb-dev-compat" in err, err
+    assert "all at once: apt-get install build-essential libmariadb-dev-compat pkg-config" in err
+    assert not os.path.exists(os.path.join(project_copy, ".ci")), "it made the tools venv"
+    assert files_under(os.path.join(project_copy, "build")) == outputs_before, "it wrote outputs"
+
+
+def files_under(directory):
+    """{path: mtime} of the files under ``directory`` (the copy is shared by this module)."""
+    found = {}
+    for parent, _, names in os.walk(directory):
+        for name in names:
+            path = os.path.join(parent, name)
+            found[path] = os.stat(path).st_mtime_ns
+    return found
+
+
+@python3_only
+def test_the_build_packages_an_env_needs_come_from_its_tox_deps(project_copy, tmpdir):
+    everything = fake_programs(tmpdir, "all", ["cc", "mysql_config", "pkg-config"])
+    no_pkg_config = fake_programs(tmpdir, "no-pkg-config", ["cc", "mariadb_config"])
+    code, out, err = run_tool(project_copy, code=(
+        "from compat_matrix import tools\n"
+        "parser = tools.read_tox_ini()\n"
+        "for env in ('py27-django13', 'py313-django61', 'py27-django13-suite', 'docs'):\n"
+        "    print(env, tools.env_deps(env, parser).get('mysqlclient'))\n"
+        "print('uwsgi', tools.env_deps('py27-django13-gevent', parser).get('uwsgi'))\n"
+        "envs = ['py27-django13', 'py313-django61', 'py27-django13-gevent', 'docs']\n"
+        "print(tools.missing_build_packages(envs, {'PATH': %r}))\n"
+        "for what, packages, envs in tools.missing_build_packages(envs, {'PATH': %r}):\n"
+        "    print(packages, envs)\n"
+        "for what, packages, envs in tools.missing_build_packages(['docs'], {'PATH': ''}):\n"
+        "    print('docs needs', packages)\n" % (everything, no_pkg_config)))
+    assert code == 0, err
+    assert out.splitlines() == [
+        "py27-django13 ==1.4.6",            # a factor condition
+        "py313-django61 >=2.2,<2.4",
+        "py27-django13-suite ==1.4.6",      # through {[django-suite]deps}
+        "docs None",
+        "uwsgi ==2.0.31",
+        "[]",
+        "pkg-config libmariadb-dev-compat ['py313-django61']",  # only mysqlclient 2.2+ asks it
+    ], out
+
+
+@python3_only
+def test_a_missing_test_server_is_a_note_and_with_its_require_variable_a_stop(tmpdir):
+    # A project whose server helpers find no PostgreSQL (exit 1) and find the others (exit 0).
+    import shutil
+
+    root = tmpdir.mkdir("project")
+    shutil.copy(os.path.join(ROOT, "tox.ini"), str(root.join("tox.ini")))
+    shutil.copytree(COMPAT_MATRIX, str(root.join("compat_matrix")),
+                    ignore=shutil.ignore_patterns("__pycache__", "results"))
+    for script, code in (("pg_cluster.py", 1), ("mariadb_server.py", 0), ("pgbouncer.py", 0)):
+        root.ensure("tests", script).write("import sys\nsys.exit(%d)\n" % code)
+    query = ("from compat_matrix import tools\n"
+             "notes, required = tools.missing_test_services(%r, root=%r)\n"
+             "print(repr((notes, required)))\n")
+    envs = ["py27-django13", "py313-django61"]
+    code, out, err = run_tool(str(root), code=query % (envs, str(root)))
+    assert code == 0, err
+    notes, required = eval(out.strip().splitlines()[-1])
+    assert required == [], out
+    assert [note for note in notes if "PostgreSQL" in note] == [
+        "not found: a PostgreSQL server (initdb, pg_ctl) (apt-get install postgresql); its tests "
+        "will be skipped, saying why (CONNLOCAL_SHIM_REQUIRE_POSTGRES=1 makes that a failure)"]
+    assert not [note for note in notes if "MariaDB" in note or "PgBouncer" in note], notes
+    code, out, err = run_tool(str(root), code=query % (envs, str(root)),
+                              env={"CONNLOCAL_SHIM_REQUIRE_POSTGRES": "1"})
+    notes, required = eval(out.strip().splitlines()[-1])
+    assert required == ["not found: a PostgreSQL server (initdb, pg_ctl) (apt-get install "
+                        "postgresql), and CONNLOCAL_SHIM_REQUIRE_POSTGRES=1"], out
+    # The docs env runs no test: no server is asked of it.
+    code, out, err = run_tool(str(root), code=query % (["docs"], str(root)))
+    assert eval(out.strip().splitlines()[-1]) == ([], []), out
+
+
+# -- a NOT RUN line names the cause and the build log (issue 23) -------------------------------
+
+PIP_COMMAND = ("/w/.tox/py27-django13/bin/python -m pip install --no-binary Django "
+               "Django>=1.3,<1.4 pytest>=4.6,<4.7 psycopg2-binary==2.8.6 mysqlclient==1.4.6 "
+               "cx_Oracle<8")
+# What tox 3 prints when pip cannot build mysqlclient 1.4.6 without mysql_config (pip's part as
+# pip 20.3 on Python 2.7 printed it here, its paths shortened).
+NO_MYSQL_CONFIG_27 = """\
+py27-django13 installdeps: Django>=1.3,<1.4, pytest>=4.6,<4.7, mysqlclient==1.4.6, cx_Oracle<8
+ERROR: invocation failed (exit code 1), logfile: /w/.tox/py27-django13/log/py27-django13-1.log
+================================== log start ===================================
+Collecting mysqlclient==1.4.6
+    ERROR: Command errored out with exit status 1:
+     command: /w/.tox/py27-django13/bin/python -c 'import sys, setuptools' egg_info
+    Complete output (12 lines):
+    sh: 1: mysql_config: not found
+    sh: 1: mariadb_config: not found
+    Traceback (most recent call last):
+      File "setup_posix.py", line 29, in mysql_config
+        raise EnvironmentError("%s not found" % (_mysql_config_path,))
+    EnvironmentError: mysql_config not found
+    ----------------------------------------
+ERROR: Command errored out with exit status 1: python setup.py egg_info Check the logs for full command output.
+=================================== log end ====================================
+ERROR: could not install deps [Django>=1.3,<1.4, pytest>=4.6,<4.7, psycopg2-binary==2.8.6, mysqlclient==1.4.6, cx_Oracle<8]; v = InvocationError('PIP', 1)
+""".replace("PIP", PIP_COMMAND * 2)
+# mysqlclient 2.3 on Python 3.13 without pkg-config (pip 24's output).
+NO_PKG_CONFIG_313 = """\
+  Getting requirements to build wheel: finished with status 'error'
+  error: subprocess-exited-with-error
+      File "<string>", line 27, in find_package_name
+    Exception: Can not find valid pkg-config name.
+    Specify MYSQLCLIENT_CFLAGS and MYSQLCLIENT_LDFLAGS env vars manually
+    [end of output]
+  note: This error originates from a subprocess, and is likely not a problem with pip.
+error: subprocess-exited-with-error
+ERROR: could not install deps [Django>=6.1,<6.2, mysqlclient>=2.2,<2.4]; v = InvocationError('x', 1)
+"""
+NO_DISTRIBUTION = """\
+ERROR: Could not find a version that satisfies the requirement mysqlclient==9.9
+ERROR: No matching distribution found for mysqlclient==9.9
+ERROR: could not install deps [mysqlclient==9.9]; v = InvocationError('%s', 1)
+""" % PIP_COMMAND
+
+
+@python3_only
+@pytest.mark.parametrize("output, cause", [
+    (NO_MYSQL_CONFIG_27, "EnvironmentError: mysql_config not found"),
+    (NO_PKG_CONFIG_313, "Exception: Can not find valid pkg-config name."),
+    (NO_DISTRIBUTION, "ERROR: No matching distribution found for mysqlclient==9.9"),
+], ids=["mysql_config", "pkg-config", "no-distribution"])
+def test_a_not_run_line_gives_the_build_logs_last_error_and_its_path(
+        project_copy, tmpdir, output, cause):
+    # run_env with a tox that prints what tox printed and fails, as a real build that failed.
+    logs = tmpdir.mkdir("logs")
+    tox = tmpdir.join("tox")
+    tmpdir.join("output.txt").write(output)
+    tox.write("#!/bin/sh\ncat %s\nexit 1\n" % tmpdir.join("output.txt"))
+    tox.chmod(0o755)
+    code, out, err = run_tool(project_copy, code=(
+        "from compat_matrix import runner\n"
+        "progress = runner.Progress(1)\n"
+        "context = {'tox': %r, 'env': None, 'sdist': 'x.zip', 'workdir': None,\n"
+        "           'toxworkdir': %r, 'logs': %r, 'progress': progress}\n"
+        "record = runner.run_env('py27-django13', context)\n"
+        "progress.stop()\n"
+        "print('REASON ' + record['reason'])\n" % (str(tox), str(tmpdir), str(logs))))
+    assert code == 0, err
+    log = str(logs.join("py27-django13-build.log"))
+    expected = "tox --notest failed (exit 1): %s (build log %s)" % (cause, log)
+    assert "NOT RUN: " + expected in out, out  # the progress line
+    assert out.splitlines()[-1] == "REASON " + expected, out  # the record, the table's source
+    assert "InvocationError" not in out.splitlines()[-1]
+    with open(log) as handle:
+        assert cause in handle.read()
+
+
+@python3_only
+def test_a_not_run_reason_without_a_cause_line_is_cut_between_words(project_copy):
+    code, out, err = run_tool(project_copy, code=(
+        "from compat_matrix import runner\n"
+        "print(runner.last_error_line(%r))\n" % ("ERROR: could not install deps; v = "
+                                                 "InvocationError('%s', 1)" % (PIP_COMMAND * 4))))
+    assert code == 0, err
+    line = out.strip()
+    assert len(line) <= 300 and line.endswith(" ..."), line
+    assert (line[:-4] + " ") in ("ERROR: could not install deps; v = InvocationError('%s', 1)"
+                                 % (PIP_COMMAND * 4)), line  # whole words only
+
+
+# -- --tests closes with its skips grouped by reason (issue 23) --------------------------------
+
+@python3_only
+def test_the_test_command_closes_with_this_runs_skips_grouped_by_reason(tmpdir):
+    import time
+
+    reports = tmpdir.mkdir("reports")
+    sample = tmpdir.join("test_sample.py")
+    sample.write("import pytest\n"
+                 "@pytest.mark.parametrize('n', range(2))\n"
+                 "def test_server(n):\n"
+                 "    pytest.skip('no PostgreSQL server programs: apt-get install postgresql')\n"
+                 "def test_runs():\n"
+                 "    pass\n")
+    for env in ("py27-django13", "py313-django61", "py312-django42"):
+        process = subprocess.Popen(
+            [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", "--junitxml",
+             str(reports.join(env + ".xml")), str(sample)],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=str(tmpdir))
+        assert process.wait() == 0, process.stdout.read()
+    started = time.time()
+    stale = str(reports.join("py312-django42.xml"))  # an earlier run's report
+    os.utime(stale, (started - 60, started - 60))
+    for env in ("py27-django13", "py313-django61"):
+        path = str(reports.join(env + ".xml"))
+        os.utime(path, (started + 1, started + 1))
+    code, out, err = run_tool(ROOT, code=(
+        "from compat_matrix import tests_command\n"
+        "envs = ['py27-django13', 'py313-django61', 'py312-django42', 'docs']\n"
+        "print('\\n'.join(tests_command.skip_summary(envs, %r, reports=%r)))\n"
+        % (started, str(reports))))
+    assert code == 0, err
+    assert out.splitlines() == [
+        "skipped, by reason (4 tests, in 2 of 2 envs):",
+        "    4  no PostgreSQL server programs: apt-get install postgresql  "
+        "[py27-django13 2, py313-django61 2]",
+    ], out
