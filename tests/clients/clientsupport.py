@@ -15,8 +15,13 @@ ORDERS = ("tool-first", "shim-first")
 REQUIRE_CLIENTS = os.environ.get("CONNLOCAL_SHIM_REQUIRE_CLIENTS") == "1"
 
 
-def require(module, package):
-    """Skip (fail where CI requires the tools) when ``module`` cannot be imported."""
+def require(module, package, era=False):
+    """Skip (fail where CI requires the tools) when ``module`` cannot be imported. ``era``: the
+    scenario drives a tool of Django 1.3's era on the site as Django 1.3 laid it out (manage.py's
+    execute_manager, django.conf.urls.defaults): skip, by what is missing, on a Django without
+    that layout, which the tool's releases of that era do not run on either (the shipped tests
+    are run as they are, on every Django; clientsite/ is written for 1.3 and for the wrapt
+    scenario, which starts the site on any Django)."""
     try:
         __import__(module)
     except ImportError as error:
@@ -24,6 +29,24 @@ def require(module, package):
         if REQUIRE_CLIENTS:
             pytest.fail("CONNLOCAL_SHIM_REQUIRE_CLIENTS=1 and " + reason, pytrace=False)
         pytest.skip(reason)
+    if era:
+        missing = django_13_layout_missing()
+        if missing:
+            pytest.skip("the client site's Django 1.3 layout, which %s drives, needs %s, which "
+                        "this Django no longer has" % (package.split("=")[0], missing))
+
+
+def django_13_layout_missing():
+    """What of the Django 1.3 site layout (clientsite/) this Django lacks, or None."""
+    import django.core.management
+
+    if not hasattr(django.core.management, "execute_manager"):
+        return "django.core.management.execute_manager"
+    try:
+        import django.conf.urls.defaults  # noqa: F401
+    except ImportError:
+        return "django.conf.urls.defaults"
+    return None
 
 
 def site_env(directory, tool, order, postgres=False, **extra):

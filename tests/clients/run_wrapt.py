@@ -1,6 +1,7 @@
 """A wrapt-based instrumentation on the client site, as New Relic's agent instruments Django:
-``wrapt.wrap_function_wrapper("django.db.backends", "BaseDatabaseWrapper.cursor", ...)``, whose
-cursors report every execute(). Applied before connlocal_shim installs (tool-first) or after.
+``wrapt.wrap_function_wrapper(MODULE, "BaseDatabaseWrapper.cursor", ...)``, whose cursors
+report every execute(); MODULE is where this Django defines the class (``django.db.backends``
+up to 1.7, ``django.db.backends.base.base`` since 1.8). Applied before connlocal_shim installs (tool-first) or after.
 Then the main thread and THREADS threads each run queries by every way a site does: the ORM,
 ``django.db.connection`` (captured at import), ``connections["pg"]`` where PostgreSQL is
 configured; each query carries a marker. Prints every query the instrumentation saw.
@@ -32,8 +33,21 @@ def traced_cursor(wrapped, instance, args, kwargs):
     return TracedCursor(wrapped(*args, **kwargs), instance.alias)
 
 
+def base_wrapper_module():
+    import importlib
+
+    for name in ("django.db.backends.base.base", "django.db.backends"):
+        try:
+            module = importlib.import_module(name)
+        except ImportError:
+            continue
+        if "BaseDatabaseWrapper" in vars(module):
+            return name
+    raise LookupError("no module of django.db.backends defines BaseDatabaseWrapper")
+
+
 def instrument():
-    wrapt.wrap_function_wrapper("django.db.backends", "BaseDatabaseWrapper.cursor", traced_cursor)
+    wrapt.wrap_function_wrapper(base_wrapper_module(), "BaseDatabaseWrapper.cursor", traced_cursor)
 
 
 result = sitestart.start(before_install=instrument)

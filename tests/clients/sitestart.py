@@ -1,7 +1,9 @@
 """How the scenario scripts (run_toolbar.py, run_wrapt.py) start the client site, as a site's
 process starts: settings from the environment, then ``before_install()`` (what the tool-first
 order imports or applies before Django's app cache loads), then the app cache, which installs
-connlocal_shim from INSTALLED_APPS, then the tables (syncdb).
+connlocal_shim from INSTALLED_APPS, then the tables (syncdb; ``migrate --run-syncdb`` on the
+Djangos that have no syncdb). The wrapt scenario runs on every Django; the other tools are of
+Django 1.3's era (clientsupport.require).
 
 Run with the site's directory as the current one; the report is one line, ``RESULT {json}``.
 """
@@ -20,12 +22,17 @@ def start(before_install=lambda: None):
     if settings.ORDER == "tool-first":
         before_install()
     try:
-        from django.db.models.loading import get_apps
-
-        get_apps()  # Django 1.3: the app cache imports connlocal_shim.models, which installs
+        import django
         from django.core.management import call_command
 
-        call_command("syncdb", interactive=False, verbosity=0)
+        if hasattr(django, "setup"):  # Django 1.7+: the app registry
+            django.setup()
+            call_command("migrate", run_syncdb=True, interactive=False, verbosity=0)
+        else:
+            from django.db.models.loading import get_apps
+
+            get_apps()  # Django 1.3: the app cache imports connlocal_shim.models, which installs
+            call_command("syncdb", interactive=False, verbosity=0)
     except Exception as error:  # reported: the test fails on it, saying what it was
         found["start_error"] = "%s: %s" % (type(error).__name__, error)
     import connlocal_shim

@@ -16,7 +16,7 @@ PARTIES = 3
 
 @pytest.mark.parametrize("order", ORDERS)
 def test_the_sql_panel_records_each_thread_s_queries(order, site_dir):
-    require("debug_toolbar", "django-debug-toolbar==0.9.4")
+    require("debug_toolbar", "django-debug-toolbar==0.9.4", era=True)
     env = site_env(site_dir, "debug_toolbar", order, CONNLOCAL_CLIENTS_PARTIES=str(PARTIES))
     finished = run_in_site(site_dir, [os.path.join(HERE, "run_toolbar.py")], env)
     result = result_of(finished)

@@ -29,7 +29,7 @@ def tables_and_history(directory):
 
 @pytest.mark.parametrize("order", ORDERS)
 def test_south_migrates_and_runs_its_tests(order, site_dir):
-    require("south", "South==0.8.4")
+    require("south", "South==0.8.4", era=True)
     env = site_env(site_dir, "south", order)
 
     def manage(*args):

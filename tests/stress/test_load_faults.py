@@ -99,16 +99,20 @@ def server_env(worker_class="gthread", alias="pg_master", **extra):
 
 
 def require_worker_class(worker_class):
-    """Skip (or, where CI requires greenlets, fail) a worker class whose library is missing."""
-    if worker_class != "gevent":
-        return
-    try:
-        import gevent  # noqa: F401
-    except ImportError as error:
-        reason = "no gevent (%s), for gunicorn -k gevent: pip install gevent" % error
-        if REQUIRE_GREENLETS:
-            pytest.fail("CONNLOCAL_SHIM_REQUIRE_GREENLETS=1 and " + reason, pytrace=False)
-        pytest.skip(reason)
+    """Skip (or, where CI requires the servers' libraries, fail) a worker class whose libraries
+    are missing: gunicorn, and gevent for -k gevent or concurrent.futures for gthread."""
+    needed = [("gunicorn", "gunicorn")]
+    needed.append(("gevent", "gevent") if worker_class == "gevent" else
+                  ("concurrent.futures", "futures"))
+    for module, package in needed:
+        try:
+            __import__(module)
+        except ImportError as error:
+            reason = "no %s (%s), for gunicorn -k %s: pip install %s" % (
+                module, error, worker_class, package)
+            if REQUIRE_GREENLETS:
+                pytest.fail("CONNLOCAL_SHIM_REQUIRE_GREENLETS=1 and " + reason, pytrace=False)
+            pytest.skip(reason)
 
 
 def strike(fault, load):

@@ -23,7 +23,7 @@ import gunicorn_server
 import loadclient
 import pgwatch
 import support
-from test_load_faults import SCHEMA, check_rows, is_intended, server_env
+from test_load_faults import SCHEMA, check_rows, is_intended, require_worker_class, server_env
 
 THREADS = 16
 REQUESTS = int(os.environ.get("CONNLOCAL_STRESS_POOLED_REQUESTS", "2000"))
@@ -74,6 +74,8 @@ def stats(bouncer):
 @pytest.mark.parametrize("autocommit", settings_variants())
 def test_gunicorn_gthread_site_through_pgbouncer(autocommit, stress_report):
     import django
+
+    require_worker_class("gthread")
 
     bouncer = support.pgbouncer_server
     for database in (MASTER, REPLICA):
