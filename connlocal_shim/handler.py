@@ -149,6 +149,10 @@ def check_alias_and_wrapper(unwrap):
     return check
 
 
+# The default of __getitem__'s second argument: it was called as handler[alias].
+CALLED_AS_METHOD_NOT = object()
+
+
 def thread_local_handler_class(handler_class, handler, storage, open_wrapper, check):
     """A subclass of Django's ConnectionHandler whose connections live in ``storage``, made
     for ``handler`` (``django.db.connections``) alone.
@@ -166,22 +170,29 @@ def thread_local_handler_class(handler_class, handler, storage, open_wrapper, ch
 
     # The hot path of every query: the thread's identity and two dict subscripts. A static
     # method taking the alias (the class serves one handler): Python 2 then makes no bound
-    # method and no argument tuple per call. get_ident is bound once where no green library is
-    # loaded (identity.bind_get_ident); else, and from the moment gevent or eventlet is first
-    # imported, it is read on every lookup from the thread module's namespace, by subscript,
-    # where their monkey patch (before install or after) writes it. docs/benchmarks.rst,
-    # figure 1, has what each of these choices costs and saves.
-    def getitem_reading_get_ident(alias):
+    # method and no argument tuple per call. Code that calls or wraps the class's function as
+    # a method, ``type(connections).__getitem__(connections, alias)`` (a tool patching the
+    # class, keeping the original), passes the handler first: ``explicit`` is then the alias,
+    # and the handler, never a key of the table, lands in the except clause. get_ident is
+    # bound once where no green library is loaded (identity.bind_get_ident); else, and from
+    # the moment gevent or eventlet is first imported, it is read on every lookup from the
+    # thread module's namespace, by subscript, where their monkey patch (before install or
+    # after) writes it. docs/benchmarks.rst, figure 1, has what each choice costs and saves.
+    def getitem_reading_get_ident(alias, explicit=CALLED_AS_METHOD_NOT):
         try:
             return by_ident[namespace["get_ident"]()][alias]
         except KeyError:
+            if explicit is not CALLED_AS_METHOD_NOT:
+                return getitem_reading_get_ident(explicit)
             return missing(alias)
 
     def getitem_bound(get_ident):
-        def getitem_bound_get_ident(alias):
+        def getitem_bound_get_ident(alias, explicit=CALLED_AS_METHOD_NOT):
             try:
                 return by_ident[get_ident()][alias]
             except KeyError:
+                if explicit is not CALLED_AS_METHOD_NOT:
+                    return getitem_bound_get_ident(explicit)
                 return missing(alias)
 
         return getitem_bound_get_ident

@@ -35,6 +35,41 @@ def test_each_thread_gets_its_own_wrapper_per_alias():
     assert len(set(id(w) for w in list(mine.values()) + list(theirs.values()))) == 6
 
 
+def test_the_class_s_getitem_called_as_a_method_gives_the_calling_thread_s_wrapper():
+    # How tools call and wrap it: type(connections).__getitem__(connections, alias), or a
+    # patch of the class that keeps the original and calls it with the handler.
+    handler = connections()
+    handler_class = type(handler)
+    mine = handler["default"]
+    assert handler_class.__getitem__(handler, "default") is mine
+    theirs = in_thread(lambda: (handler["default"], handler_class.__getitem__(handler, "default")))
+    assert theirs[0] is theirs[1] and theirs[0] is not mine
+    with pytest.raises(Exception) as raised:
+        handler_class.__getitem__(handler, "no-such-alias")
+    assert "no-such-alias" in str(raised.value)
+    own = "__getitem__" in vars(handler_class)
+    original = vars(handler_class).get("__getitem__")
+    kept = handler_class.__getitem__
+    seen = []
+
+    def traced_keeping(self, alias):  # the usual shape: the looked-up original, called
+        seen.append(alias)
+        return kept(self, alias)
+
+    handler_class.__getitem__ = traced_keeping
+    try:
+        assert handler["default"] is mine
+        other = in_thread(lambda: handler["default"])
+    finally:
+        if own:
+            handler_class.__getitem__ = original
+        else:
+            del handler_class.__getitem__
+    assert other is not mine and other.alias == "default"
+    assert seen == ["default", "default"]
+    assert handler["default"] is mine
+
+
 def test_assigning_an_alias_repoints_it_for_the_calling_thread_only():
     handler = connections()
     support.execute("CREATE TABLE IF NOT EXISTS only_in_other (x INTEGER)", alias="other")
