@@ -35,6 +35,7 @@ from connlocal_shim.features import detect
 from connlocal_shim.handler import (
     ThreadConnections,
     check_alias_and_wrapper,
+    forget_fast_mode,
     thread_local_handler_class,
 )
 from connlocal_shim.identity import PerThread, forget_binding, get_ident
@@ -429,6 +430,7 @@ class Installation(object):
             self.reverted = True
             if self.storage is not None:
                 self.storage.retired = True  # no release at thread end for a storage gone
+                forget_fast_mode()  # nor a routing cache keeping it
                 forget_binding(self.handler_class.connlocal_shim_rebind)
             messages = self.registry.revert_all()
             if self.rebuilder is not None:

@@ -35,6 +35,17 @@ def release_connections(ident, wrappers):
             state["connection"] = None
 
 
+# routing's fast path decides once per handler state where a block can route directly, and
+# keeps the answer here: (storage, handler class, mode, handler), mode being the storage where
+# it is the backport's. uninstall() empties it (forget_fast_mode), or the storage it retires,
+# with every wrapper of its threads, would live on until the next routing block.
+FAST_MODE = [(None, None, None, None)]
+
+
+def forget_fast_mode():
+    FAST_MODE[0] = (None, None, None, None)
+
+
 class ThreadConnections(PerThread):
     """``django.db.connections._connections`` under the backport: each thread's
     ``{alias: DatabaseWrapper}``, released when the thread ends (see release_connections).

@@ -27,7 +27,7 @@ import wrapt
 from connlocal_shim import context
 from connlocal_shim.compat import reraise, string_types
 from connlocal_shim.context import THREAD_FRAMES
-from connlocal_shim.handler import ThreadConnections
+from connlocal_shim.handler import FAST_MODE, ThreadConnections
 from connlocal_shim.identity import PerThread, get_ident, thread_module
 from connlocal_shim.wrappers import PROXY_MARK
 
@@ -422,7 +422,7 @@ def _fast_mode():
     except KeyError:
         handler = _handler()
     storage = handler.__dict__.get("_connections")
-    cached = _fast_cache[0]
+    cached = FAST_MODE[0]
     if cached[0] is storage and cached[1] is handler.__class__ and cached[3] is handler:
         return handler, cached[2]
     if isinstance(storage, ThreadConnections):
@@ -433,11 +433,9 @@ def _fast_mode():
         mode = _PER_CONTEXT
     else:
         mode = None
-    _fast_cache[0] = (storage, handler.__class__, mode, handler)
+    FAST_MODE[0] = (storage, handler.__class__, mode, handler)
     return handler, mode
 
-
-_fast_cache = [(None, None, None, None)]
 
 
 def _thread_frames():
@@ -807,7 +805,7 @@ class RouteConnections(object):
         if self._simple:
             # _fast_mode(), without the call while nothing changed
             # (install, uninstall and the overlay all change the handler's class)
-            cached = _fast_cache[0]
+            cached = FAST_MODE[0]
             handler = cached[3]
             if handler is None or handler.__class__ is not cached[1]:
                 handler, mode = _fast_mode()

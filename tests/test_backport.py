@@ -525,6 +525,26 @@ def test_install_uninstall_cycles_leave_no_objects_behind(reinstall):
 
 
 @requires_backport
+def test_uninstall_leaves_nothing_holding_the_storage_it_retired(reinstall):
+    # routing's fast path cached the storage of the last block entered: after uninstall it kept
+    # that storage, and every wrapper of its threads, alive until the next routing block.
+    import weakref
+
+    from connlocal_shim import route_connections
+
+    handler = connections()
+    with route_connections(default="other"):
+        handler["default"].cursor().execute("SELECT 1")
+    storage = weakref.ref(handler.__dict__["_connections"])
+    wrapper = weakref.ref(handler["memory"])
+    connlocal_shim.uninstall()
+    gc.collect()
+    assert storage() is None, "the retired storage is still reachable: %s" % (
+        [type(referrer).__name__ for referrer in gc.get_referrers(storage())],)
+    assert wrapper() is None, "a wrapper of the retired storage is still alive"
+
+
+@requires_backport
 def test_disconnecting_a_receiver_with_the_original_class_stops_it(reinstall):
     from django.db.backends.signals import connection_created
     from django.db.backends.sqlite3 import base as sqlite_base
