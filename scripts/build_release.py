@@ -129,8 +129,15 @@ def check_artifacts(dist_dir):
 
 
 def tracked_files(root=ROOT):
-    """The files git tracks in ``root`` (git ls-files), or None outside a git checkout."""
+    """The files git tracks in ``root`` (git ls-files), or None where ``root`` is not the top
+    of a git checkout: an unpacked sdist outside one, or inside one (a tox env's temp dir in
+    the checkout that CI runs), where git would answer for the enclosing repository."""
     try:
+        top = subprocess.run(["git", "rev-parse", "--show-toplevel"], cwd=root,
+                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+        if top.returncode != 0 or not os.path.samefile(
+                top.stdout.decode("utf-8").strip(), root):
+            return None
         output = subprocess.run(["git", "ls-files", "-z"], cwd=root, stdout=subprocess.PIPE,
                                 stderr=subprocess.DEVNULL)
     except OSError:

@@ -34,6 +34,22 @@ def test_a_file_more_or_less_than_git_tracks_is_named(build_release):
     assert build_release.sdist_differences(names[:-1] + ["docs/index.rst"], tracked) == ([], [])
 
 
+def test_a_directory_inside_a_checkout_is_not_a_checkout(build_release, tmpdir):
+    # An unpacked sdist in a tox env's temp dir inside the checkout CI runs: git answered for the
+    # enclosing repository (nothing tracked there), and the comparison below copied no file.
+    if shutil.which("git") is None:
+        pytest.skip("no git program to ask")
+    repository = tmpdir.mkdir("repository")
+    subprocess.check_call(["git", "init", "-q", str(repository)])
+    repository.join("tracked.txt").write("x")
+    subprocess.check_call(["git", "add", "tracked.txt"], cwd=str(repository))
+    unpacked = repository.mkdir(".tox").mkdir("unpacked-sdist")
+    unpacked.join("setup.py").write("")
+    assert build_release.tracked_files(str(repository)) == ["tracked.txt"]
+    assert build_release.tracked_files(str(unpacked)) is None
+    assert build_release.tracked_files(str(tmpdir.mkdir("elsewhere"))) is None
+
+
 def test_the_sdist_of_the_checkout_is_every_tracked_file_but_those_left_out(build_release,
                                                                             tmpdir):
     tracked = build_release.tracked_files(ROOT)
