@@ -58,8 +58,6 @@ def bind_get_ident(bind, rebind):
     function at each call. Returns whether it bound."""
     with _BINDERS_LOCK:
         if _green_library_loaded() or _thread.get_ident is not _ORIGINAL_GET_IDENT:
-            if not _BINDERS:
-                _unwatch_imports()  # left inert by the import that unbound them
             return False
         bind(_thread.get_ident)
         _BINDERS.append(rebind)
@@ -72,8 +70,6 @@ def forget_binding(rebind):
     with _BINDERS_LOCK:
         if rebind in _BINDERS:
             _BINDERS.remove(rebind)
-        if not _BINDERS:
-            _unwatch_imports()
 
 
 def get_ident_replaced():
@@ -93,24 +89,21 @@ def _green_library_loaded():
     return any(name in sys.modules for name in GREEN_LIBRARIES)
 
 
-def _green_library_arrives(unwatch=True):
+def _green_library_arrives():
     with _BINDERS_LOCK:  # a bind() under way completes first, and is then undone
         for rebind in _BINDERS:
             rebind()
         del _BINDERS[:]
-        if unwatch:
-            _unwatch_imports()
 
 
 class _GreenImportWatch(object):
-    """In sys.meta_path while a hot path has get_ident bound: it finds no module, and on the
-    first import of gevent or eventlet unbinds them (before any of their code runs)."""
+    """In sys.meta_path from the first bind_get_ident() on: it finds no module, and on the
+    first import of gevent or eventlet unbinds the hot paths bound then (before any of their
+    code runs). Inert while none is bound."""
 
     def find_module(self, fullname, path=None):  # Python 2
         if fullname in GREEN_LIBRARIES and _BINDERS:
-            # The import system is walking sys.meta_path (by index on Python 2.7): leave it
-            # as it is, and the finder in it, inert, until the next bind_get_ident() call.
-            _green_library_arrives(unwatch=False)
+            _green_library_arrives()
         return None
 
     def find_spec(self, fullname, path=None, target=None):  # Python 3
@@ -121,13 +114,19 @@ _WATCH = _GreenImportWatch()
 
 
 def _watch_imports():
-    if _WATCH not in sys.meta_path:
+    """Add the finder once, for the life of the process: an import under way in another thread
+    walks sys.meta_path while this runs. Python 2.7 walks it by index up to the length it read
+    first (a finder taken out made __import__ raise IndexError there, and one put in front
+    would push the last finder out of reach): the finder goes last, where Python 2's own
+    importers come after sys.meta_path anyway. Python 3 iterates the list (taking one out
+    skipped the next, PathFinder perhaps): first, before PathFinder, which would load the
+    library itself."""
+    if _WATCH in sys.meta_path:
+        return
+    if sys.version_info[0] == 2:
+        sys.meta_path.append(_WATCH)
+    else:
         sys.meta_path.insert(0, _WATCH)
-
-
-def _unwatch_imports():
-    while _WATCH in sys.meta_path:
-        sys.meta_path.remove(_WATCH)
 
 
 class PerThread(object):

@@ -359,6 +359,66 @@ def test_install_logs_one_info_line(reinstall):
 
 # -- install and uninstall while other threads query ----------------------------------------------
 
+
+class _NothingFinder(object):
+    """A finder of the kind tools add to sys.meta_path (pytest's, six's): finds nothing."""
+
+    def find_module(self, fullname, path=None):
+        return None
+
+    def find_spec(self, fullname, path=None, target=None):
+        return None
+
+
+@requires_backport
+def test_imports_in_other_threads_meanwhile_find_their_modules(reinstall, tmpdir):
+    # install() adds a finder to sys.meta_path (identity.py: a green library's first import) and
+    # uninstall() took it out. Python 2.7 walks sys.meta_path by index up to the length it read
+    # first: an import under way in another thread then raised IndexError from __import__ (seen
+    # loading a backend in the test below); Python 3 iterates the list and skips the finder
+    # after the one removed.
+    count = 400
+    for number in range(count):
+        tmpdir.join("connlocal_race_%d.py" % number).write("VALUE = %d\n" % number)
+    sys.path.insert(0, str(tmpdir))
+    sys.meta_path.append(_NothingFinder())  # two finders at least, as under pytest
+    switch = (sys.getcheckinterval, sys.setcheckinterval, 1) if hasattr(
+        sys, "setcheckinterval") and sys.version_info[0] == 2 else (
+        sys.getswitchinterval, sys.setswitchinterval, 1e-6)
+    previous = switch[0]()
+    switch[1](switch[2])
+    errors, imported = [], []
+    done = threading.Event()
+
+    def import_them():
+        try:
+            for number in range(count):
+                module = __import__("connlocal_race_%d" % number)
+                imported.append(module.VALUE)
+        except Exception:
+            errors.append(traceback.format_exc())
+        finally:
+            done.set()
+
+    importer = threading.Thread(target=import_them)
+    importer.daemon = True
+    try:
+        importer.start()
+        while not done.is_set():
+            connlocal_shim.uninstall()
+            connlocal_shim.install()
+        importer.join(60)
+    finally:
+        switch[1](previous)
+        sys.path.remove(str(tmpdir))
+        sys.meta_path[:] = [finder for finder in sys.meta_path
+                            if not isinstance(finder, _NothingFinder)]
+        for number in range(count):
+            sys.modules.pop("connlocal_race_%d" % number, None)
+    assert not errors, errors[0]
+    assert imported == list(range(count))
+
+
 @requires_backport
 def test_install_and_uninstall_are_atomic_for_threads_querying_meanwhile(reinstall):
     # Every querying thread sees the old database layer or the new one, whole: 30 cycles of
