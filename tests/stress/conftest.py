@@ -47,3 +47,16 @@ def pytest_terminal_summary(terminalreporter):
     terminalreporter.section("load and faults: figures")
     for line in _text():
         terminalreporter.write_line(line)
+
+
+@pytest.fixture(autouse=True)
+def own_connections_closed():
+    """Each test here starts with this process's own server sessions closed. The figures count
+    what the site's servers and PgBouncer hold, this process's sessions apart, and the faults
+    terminate every backend: run after other tests in one process (the sdist's tests, run
+    whole), the sessions those left open were terminated under them, and counted as lost."""
+    from django.db import connections
+
+    for alias in connections:
+        connections[alias].close()
+    yield

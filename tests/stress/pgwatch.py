@@ -74,6 +74,20 @@ def sessions(connection=None):
             connection.close()
 
 
+OTHERS_SQL = (
+    "SELECT pid, backend_start FROM pg_stat_activity"
+    " WHERE backend_type = 'client backend' AND pid <> pg_backend_pid()"
+    " AND application_name NOT IN (%s, %s)"
+)
+
+
+def other_sessions(application_name):
+    """The client sessions now of anyone but ``application_name`` and the watchers, each as
+    (pid, backend_start): a session that ends and one that starts in its place differ, where
+    counts could cancel out."""
+    return set(fetch("postgres", OTHERS_SQL, [WATCH_NAME, application_name]))
+
+
 def count_sessions(found, application_name=None, database=None):
     return sum(
         count for (datname, name), count in found.items()
