@@ -197,8 +197,9 @@ class PerThread(object):
             self.on_end(ident, value)
 
     def _orphaned(self, ident, token):
-        """A thread of the parent process whose state a forked child freed (Python 3.7+
-        clears the other threads' states in the child): its value is kept, never released."""
+        """A thread of the parent process whose state a forked child freed (Python 3 clears
+        the other threads' states in the child, 3.6 included): its value is kept, never
+        released."""
         if self._ends.get(ident) is token:
             del self._ends[ident]
             keep_unreleased(self.by_ident.pop(ident, None))
