@@ -6,7 +6,12 @@ interpreter's periodic switch (every ``sys.getcheckinterval()`` bytecodes on Pyt
 waiting on a lock, an import while another thread holds the import lock). :func:`others_paused`
 raises the periodic switch out of reach for a short block that only assigns attributes, and keeps
 the cycle collector (whose finalizers may do I/O) from running in it. Greenlets switch only where
-code blocks, which such a block never does.
+code blocks, which such a block never does. A block therefore takes no lock (Python 2 gives
+the GIL up on every acquire, free or not), imports nothing (Python 2 takes the import lock),
+logs, warns or sleeps nothing: tests/pause_audit.py records any such call. On Python 3 a thread
+whose wait for the GIL began before the pause may still be handed it once, after the switch
+interval of before: the only block there is one attribute assignment (per-task routing),
+atomic by itself; the backport's blocks run on Python 2, where the pause is exact.
 
 Every other thread then sees the database layer before the block or after it, whole. That
 alone does not cover a call that was already running in another thread when the block started:
@@ -56,7 +61,7 @@ def _pause():
 @contextlib.contextmanager
 def others_paused():
     """Run the block without handing the GIL to another thread (see the module's docstring).
-    The block must not do I/O, sleep, wait, import or log."""
+    The block must not take a lock, do I/O, sleep, wait, import, log or warn."""
     resume = _pause()
     try:
         yield

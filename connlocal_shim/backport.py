@@ -352,7 +352,7 @@ class Installation(object):
     def open_wrapper(self, handler, alias):
         """The current thread's first use of ``alias``: create its wrapper, as Django 1.4 does."""
         if self.reverted:  # a call that started before uninstall(): Django's own handler now
-            return type(handler).__getitem__(handler, alias)
+            return self.djangos_getitem(handler, alias)
         handler.ensure_defaults(alias)
         settings_dict = handler.databases[alias]
         backend = self.features.targets.utils.load_backend(settings_dict["ENGINE"])
@@ -360,10 +360,16 @@ class Installation(object):
         if self.rebuilder is not None and self.needs_adopting(wrapper_class):
             wrapper_class = self.adopt(wrapper_class)
             if wrapper_class is None:
-                return type(handler).__getitem__(handler, alias)
+                return self.djangos_getitem(handler, alias)
         wrapper = wrapper_class(settings_dict, alias)
         self.make_own(alias, wrapper)
         return wrapper
+
+    def djangos_getitem(self, handler, alias):
+        """``handler[alias]`` as Django's own handler class does it: after uninstall() for a
+        call still under way in this installation's class, or for a class someone made from
+        it and uninstall() left in place (asking ``type(handler)`` would run this again)."""
+        return self.features.targets.handler_class.__getitem__(handler, alias)
 
     def open_alias(self, alias):
         """connections._connections[alias] of an alias the thread has not used yet."""
@@ -426,12 +432,12 @@ class Installation(object):
         someone else replaced, and what was patched onto rebuilt classes after install."""
         current = dict(self.storage.current()) if self.storage is not None else {}
         code = self.database_layer_code()
+        unrebuilt = []
         with paused_between_calls(code, CALLS_UNDER_WAY_TIMEOUT) as under_way:
             self.reverted = True
             if self.storage is not None:
                 self.storage.retired = True  # no release at thread end for a storage gone
                 forget_fast_mode()  # nor a routing cache keeping it
-                forget_binding(self.handler_class.connlocal_shim_rebind)
             messages = self.registry.revert_all()
             if self.rebuilder is not None:
                 self.rebuilder.retired = True  # see wrappers.ClassOfRebuilt
@@ -443,9 +449,16 @@ class Installation(object):
                         "apply it again to the original classes if you still need it"
                         % ", ".join(dropped)
                     )
-                self.revert_classes_defined_meanwhile()
+                unrebuilt = self.revert_classes_defined_meanwhile()
             if self.storage is not None:
                 self.move_out(current)
+        # Out of the block, which must not take a lock or log (atomic.others_paused): a
+        # green library's arrival meanwhile rebinds a retired class, which nothing uses.
+        if self.storage is not None:
+            forget_binding(self.handler_class.connlocal_shim_rebind)
+        for name in unrebuilt:
+            logger.debug("connlocal_shim: %s, defined while installed, is a threading.local "
+                         "class again", name)
         if under_way:
             messages.append(_went_ahead("uninstall()", under_way))
         return messages
@@ -456,7 +469,7 @@ class Installation(object):
         threading.local classes on the original bases, which the module globals naming them
         name from now on (Django loads backends through them), as install() does the other
         way. Without them, such a class would be neither thread-local nor guarded once the
-        rebuilt classes retire."""
+        rebuilt classes retire. Returns the names of the classes so reverted."""
         rebuilder = self.rebuilder
         pairs = [(cls, rebuilder.unrebuild(cls)) for cls in rebuilder.defined_on_rebuilt()]
         by_id = dict((id(cls), new) for cls, new in pairs)
@@ -472,9 +485,7 @@ class Installation(object):
                     setattr(module, name, types.MethodType(
                         value.__func__, None, by_id[id(value.im_class)]
                     ))
-        for cls, new in pairs:
-            logger.debug("connlocal_shim: %s, defined while installed, is a threading.local "
-                         "class again", _class_name(cls))
+        return [_class_name(cls) for cls, _ in pairs]
 
     def carry_back(self):
         """What was set on the rebuilt classes after install: plain values (caches such as

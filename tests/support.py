@@ -86,6 +86,21 @@ def configure(directory=None, installed_apps=("connlocal_shim",), extra_database
     return directory
 
 
+def write_late_backend(where, package="late_backend"):
+    """A third-party backend under ``where`` (put on sys.path) that no module imports before
+    install: its DatabaseWrapper, a subclass of sqlite's, is defined on whatever class
+    sqlite's is when it is first imported. Returns its DATABASES entry."""
+    os.mkdir(os.path.join(where, package))
+    open(os.path.join(where, package, "__init__.py"), "w").close()
+    with open(os.path.join(where, package, "base.py"), "w") as module:
+        module.write("from django.db.backends.sqlite3.base import *\n"
+                     "from django.db.backends.sqlite3 import base as sqlite_base\n"
+                     "class DatabaseWrapper(sqlite_base.DatabaseWrapper):\n"
+                     "    pass\n")
+    sys.path.insert(0, where)
+    return {"ENGINE": package, "NAME": os.path.join(where, package + ".sqlite3")}
+
+
 # -- PostgreSQL ---------------------------------------------------------------------------------
 # Django 1.2/1.3 cannot be reconfigured, so the PostgreSQL aliases must be in DATABASES from the
 # start: conftest calls start_postgres() before configure(). Each pytest process has its own

@@ -677,3 +677,92 @@ def test_an_install_that_fails_is_undone_and_reported_not_silent():
     assert "install() failed" in lines["REFUSED"] and "this signal is read-only" in lines["REFUSED"]
     assert "this signal is read-only" in lines["WARNED"]
     assert lines["TRACEBACK"] == "True"
+
+
+PAUSED_CALLS = r"""
+import tempfile, threading
+import support
+support.configure(extra_databases={"late": support.write_late_backend(tempfile.mkdtemp())})
+support.start_django()
+import connlocal_shim
+from connlocal_shim import route_connections, separate_connection
+from django.db import connections
+from pause_audit import PausedCallAudit
+
+def query(alias):
+    connections[alias].cursor().execute("SELECT 1")
+
+# Threads that used connections and stay (their state is moved, kept or retired), while this one
+# installs and uninstalls, with a backend first imported while installed and taken up again
+# after reinstalling (the classes defined meanwhile), and per-task routing where Django has it.
+used, done = threading.Event(), threading.Event()
+def keep_using():
+    for alias in ("default", "other"):
+        query(alias)
+    used.set()
+    done.wait(60)
+holder = threading.Thread(target=keep_using)
+holder.start()
+used.wait(60)
+with PausedCallAudit() as audit:
+    for _ in range(2):
+        query("late")
+        with route_connections(default="other"), separate_connection("other"):
+            query("default")
+        connlocal_shim.uninstall()
+        query("late")
+        connlocal_shim.install()
+        thread = threading.Thread(target=query, args=("late",))
+        thread.start(); thread.join()
+done.set(); holder.join()
+print("INSTALLED %s" % connlocal_shim.is_installed())
+print("PAUSES %s" % (audit.pauses >= 4))
+for found in audit.found:
+    print("PAUSED AND %s" % found)
+"""
+
+
+def test_install_and_uninstall_never_give_the_gil_up_while_the_others_are_paused():
+    # A lock taken in uninstall()'s paused block (Python 2 hands the GIL over on each acquire)
+    # let a querying thread run between the handler's retirement and its class's restoration:
+    # open_wrapper() then called the retired class again, until RecursionError (CI, once in
+    # 30 cycles of test_install_and_uninstall_are_atomic_for_threads_querying_meanwhile).
+    out, err, _ = support.run_python(PAUSED_CALLS)
+    assert out.splitlines() == ["INSTALLED True", "PAUSES True"], err
+
+
+HANDLER_CLASS_REPLACED_THEN_UNINSTALLED = r"""
+import threading, warnings
+import support
+support.configure()
+support.start_django()
+import connlocal_shim
+from django.db import connections
+
+class Instrumented(type(connections)):  # a tool subclassing the handler's class after install
+    pass
+
+connections.__class__ = Instrumented
+with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    connlocal_shim.uninstall()
+print("WARNED %s" % any("replaced by someone else" in str(w.message) for w in caught))
+
+def first_use(alias):
+    try:
+        return support.query(connections[alias], "SELECT 3")
+    except BaseException as error:
+        return "%s: %s" % (type(error).__name__, str(error)[:80])
+
+print("HERE %r" % (first_use("audit"),))
+print("THREAD %r" % (support.in_thread(first_use, "other"),))
+"""
+
+
+@requires_backport
+def test_a_handler_class_left_in_place_by_uninstall_opens_connections_as_djangos_own():
+    # uninstall() leaves a subclass someone put over the handler's class (and warns); its
+    # first use of an alias reached the retired handler's open_wrapper, which called the
+    # handler's class (the same code again) until RecursionError.
+    out, err, _ = support.run_python(HANDLER_CLASS_REPLACED_THEN_UNINSTALLED)
+    assert out.splitlines() == ["WARNED True", "HERE [(3,)]", "THREAD [(3,)]"], err

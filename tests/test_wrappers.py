@@ -455,19 +455,8 @@ def test_a_sqlite_backend_loaded_after_install_opens_shareable_connections():
 BACKEND_IMPORTED_WHILE_INSTALLED = r"""
 import os, sys, tempfile, threading
 import support
-# A third-party backend that no module imports before install: its DatabaseWrapper is defined
-# on the rebuilt sqlite class.
 where = tempfile.mkdtemp()
-os.mkdir(os.path.join(where, "late_backend"))
-open(os.path.join(where, "late_backend", "__init__.py"), "w").close()
-with open(os.path.join(where, "late_backend", "base.py"), "w") as module:
-    module.write("from django.db.backends.sqlite3.base import *\n"
-                 "from django.db.backends.sqlite3 import base as sqlite_base\n"
-                 "class DatabaseWrapper(sqlite_base.DatabaseWrapper):\n"
-                 "    pass\n")
-sys.path.insert(0, where)
-support.configure(extra_databases={
-    "late": {"ENGINE": "late_backend", "NAME": os.path.join(where, "late.sqlite3")}})
+support.configure(extra_databases={"late": support.write_late_backend(where)})
 support.start_django()
 import connlocal_shim
 from django.db import connections
