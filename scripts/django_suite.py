@@ -302,28 +302,36 @@ def installed_django():
 
 def fetch_sdist(version, cache_dir):
     """Path of Django-<version>.tar.gz in cache_dir, downloaded with pip if not there."""
-    target = os.path.join(cache_dir, "Django-%s" % version)
+    return fetch_project_sdist("Django", version, cache_dir)
+
+
+def fetch_project_sdist(project, version, cache_dir):
+    """Path of the sdist (.tar.gz) of ``project==version`` in cache_dir/<project>-<version>/,
+    downloaded with pip if not there.  Its file name is the index's (``South-0.8.4.tar.gz``,
+    ``django_polymorphic-0.5.1.tar.gz``): whatever .tar.gz that directory holds."""
+    target = os.path.join(cache_dir, "%s-%s" % (project, version))
     if not os.path.isdir(target):
         os.makedirs(target)
-    found = glob.glob(os.path.join(target, "Django-%s.tar.gz" % version))
-    if found and tarfile.is_tarfile(found[0]):
+    found = glob.glob(os.path.join(target, "*.tar.gz"))
+    if len(found) == 1 and tarfile.is_tarfile(found[0]):
         return found[0]
     for path in found:  # a download cut short
         os.remove(path)
     command = [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:",
-               "--disable-pip-version-check", "-d", target, "Django==%s" % version]
+               "--disable-pip-version-check", "-d", target, "%s==%s" % (project, version)]
     if _pip_version()[:2] in ((20, 2), (20, 3)):
         # pip 20.2/20.3 default to their legacy resolver on Python 2, whose `pip download`
         # fails with "assert req.link is not None" (save_linked_requirement) when the set
         # holds a constraint, e.g. one of a pip.conf's `constraint =` files; the new
         # resolver, opt-in there, saves only what it downloaded.
         command.insert(4, "--use-feature=2020-resolver")
-    print("== downloading Django %s's sdist: %s" % (version, " ".join(command)))
+    print("== downloading %s %s's sdist: %s" % (project, version, " ".join(command)))
     sys.stdout.flush()
     subprocess.check_call(command)
-    found = glob.glob(os.path.join(target, "Django-%s.tar.gz" % version))
-    if not found:
-        raise SystemExit("django_suite: pip left no Django-%s.tar.gz in %s" % (version, target))
+    found = glob.glob(os.path.join(target, "*.tar.gz"))
+    if len(found) != 1:
+        raise SystemExit("django_suite: pip left %d .tar.gz files for %s==%s in %s, not one"
+                         % (len(found), project, version, target))
     return found[0]
 
 
@@ -853,12 +861,26 @@ class DatabaseServers(object):
 
     def __init__(self):
         self.started = {}
+        self.answers = {}
 
     def settings_for(self, database):
         """(settings module text or None for sqlite's own, None) or (None, why it is not
         available)."""
         if database == "sqlite":
             return None, None
+        entries, reason = self.databases_for(database)
+        if reason is not None:
+            return None, reason
+        return SETTINGS_TEMPLATE % {"database": database, "databases": entries}, None
+
+    def databases_for(self, database):
+        """(DATABASES of the server database, started on first use, None) or (None, why it is
+        not available). Not for sqlite. A server started once serves every later call."""
+        if database not in self.answers:
+            self.answers[database] = self._start(database)
+        return self.answers[database]
+
+    def _start(self, database):
         tests_dir = os.path.join(REPOSITORY, "tests")
         if tests_dir not in sys.path:
             sys.path.insert(0, tests_dir)
@@ -871,7 +893,7 @@ class DatabaseServers(object):
             return None, "%s: %s" % (type(error).__name__, error)
         if isinstance(entries, str):
             return None, entries
-        return SETTINGS_TEMPLATE % {"database": database, "databases": entries}, None
+        return entries, None
 
     def _postgres(self):
         try:
@@ -920,6 +942,7 @@ class DatabaseServers(object):
         for server in self.started.values():
             server.stop()
         self.started.clear()
+        self.answers.clear()
 
 
 if __name__ == "__main__":
