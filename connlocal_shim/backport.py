@@ -273,6 +273,14 @@ class Installation(object):
     def move_in(self, alias, old_class):
         """The installing thread keeps its open connection and transaction state."""
         new_class = self.rebuilder.rebuild(old_class) if self.rebuilder else old_class
+        if self.rebuilder is not None and not self.old_state_follows_identity():
+            # gevent or eventlet patched threading after Django was imported: the old
+            # wrapper's state is the OS thread's, which make_own() does not take over (see
+            # old_state_follows_identity). The installing greenlet starts afresh, as any
+            # greenlet's first use does: a shell made without __init__ had no settings, no
+            # ops, and failed its first query.
+            self.make_own(alias, new_class(self.originals[alias][1], alias))
+            return
         wrapper = new_class.__new__(new_class)
         if self.rebuilder is not None and self.rebuilder.guarded:
             wrapper._thread_ident = get_ident()

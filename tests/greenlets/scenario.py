@@ -3,8 +3,10 @@
     python scenario.py LIBRARY ORDER DATABASE
 
 LIBRARY is gevent or eventlet; ORDER says when the monkey patch runs: "before" Django starts
-(and connlocal_shim installs from INSTALLED_APPS), as gunicorn's -k gevent worker does, or
-"after", as under gunicorn --preload (the master installs, the worker patches); DATABASE is
+(and connlocal_shim installs from INSTALLED_APPS), as gunicorn's -k gevent worker does,
+"after", as under gunicorn --preload (the master installs, the worker patches), or "between",
+after Django's database layer was imported and before install (a command that patches on its
+own, such as ``manage.py celery worker -P eventlet``); DATABASE is
 "sqlite" (a file) or "postgres" (the test's throwaway cluster, whose port is in
 CONNLOCAL_GREEN_PG_PORT). It prints what it saw, one line per check (``PART name {json}``, after
 ``RUNNING name``), and the test judges it: a check that hangs the whole process (greenlets
@@ -65,6 +67,12 @@ def pg_databases():
 
 
 directory = support.configure(extra_databases=pg_databases())
+if ORDER == "between":
+    # Django's database layer imported (and its wrapper classes made, threading.local their
+    # base), then the patch, then install: `manage.py celery worker -P eventlet` and any
+    # command that patches on its own, after Django's settings and models loaded.
+    import django.db  # noqa: F401
+    lib.patch()
 try:
     support.start_django()  # INSTALLED_APPS = ["connlocal_shim"]: the app cache installs it
     result["start_error"] = None
@@ -82,6 +90,21 @@ result["status"] = {"installed": status["installed"], "refused": status["refused
 for key in sorted(status):  # whatever else the status says about a failed install
     if key not in ("features", "patches", "installed", "refused") and "error" in key:
         result["status"][key] = status[key]
+
+
+# The greenlet that installed (the main one) queries through each alias it can use: on an alias
+# that had a wrapper before install it keeps that wrapper's state, or, where the patch came
+# after Django's import, starts afresh as any greenlet does.
+result["main"] = {}
+for main_alias in sorted(set(["default", ALIAS])):
+    try:
+        main_cursor = connections[main_alias].cursor()
+        main_cursor.execute("SELECT 1")
+        result["main"][main_alias] = None if main_cursor.fetchone()[0] == 1 else "no row"
+    except Exception as error:  # reported: the test fails on it
+        result["main"][main_alias] = "%s: %s" % (type(error).__name__, error)
+    finally:
+        connections[main_alias].close()  # the counts of what is open are the greenlets'
 
 
 # -- what identifies a connection --------------------------------------------------------------

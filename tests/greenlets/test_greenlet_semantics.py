@@ -71,6 +71,9 @@ def judge_start(result, problem):
         problem("Django's start (install() from INSTALLED_APPS) raised %s" % result["start_error"])
     if not result["status"]["installed"]:
         problem("connlocal_shim.status() says not installed: %s" % result["status"])
+    for alias, error in sorted(result["main"].items()):
+        if error:
+            problem("the installing greenlet's query on %r failed: %s" % (alias, error))
 
 
 def judge_own(own, problem):
@@ -174,7 +177,8 @@ def judge(result):
 
 @pytest.mark.parametrize("database", [
     "sqlite", pytest.param("postgres", marks=requires_postgres)])
-@pytest.mark.parametrize("order", ["before", "after"], ids=["patched-first", "patched-after"])
+@pytest.mark.parametrize("order", ["before", "between", "after"],
+                         ids=["patched-first", "patched-after-import", "patched-after"])
 @pytest.mark.parametrize("library", greenlib.LIBRARIES)
 def test_greenlets_are_threads(library, order, database):
     greenlib.require(library, library)
