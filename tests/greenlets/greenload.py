@@ -244,17 +244,38 @@ class DocumentedServer(gunicorn_server.GunicornServer):
         gunicorn_server.GunicornServer.stop(self, timeout)
 
 
-def serve_and_judge(server, site, figures, label):
+class NoWatcher(object):
+    """The ConnectionWatcher of a run with no server sessions to sample (sqlite)."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        return False
+
+
+def serve_and_judge(server, site, figures, label, requests=REQUESTS, during=None,
+                    server_failure=None, session_bound=None):
     """Start ``server``, send the load, judge it (module docstring); the list of problems.
-    A server that does not start fails the test at once, with its log."""
+    A server that does not start fails the test at once, with its log.
+
+    ``requests``: how many. ``during(server, load)``: run in the test's thread while the load
+    goes on (the faults of a run: restarts). ``server_failure(result)``: the reason a failed
+    request is the server's own and never reached the site (Apache's answer while mod_wsgi's
+    daemons restart), or None; those are counted and reported, not problems. ``session_bound``
+    (PostgreSQL): the most sessions of the site at once, sampled through the load."""
     problems = []
     problem = problems.append
     report = figures.add
-    plan = make_plan(REQUESTS)
+    plan = make_plan(requests)
+    watcher = pgwatch.ConnectionWatcher(APPLICATION_NAME) if site.kind == "postgres" else None
     try:
         with server:
             with loadclient.LoadRun(server.url, plan, CLIENTS, LOAD_DEADLINE, timeout=15) as load:
-                pass
+                with watcher or NoWatcher():
+                    if during is not None:
+                        during(server, load)
+                    load.join()
             results = sorted(load.results, key=lambda result: result.index)
             workers = set(int(result.worker.split(":")[0]) for result in results
                           if result.worker)
@@ -262,8 +283,15 @@ def serve_and_judge(server, site, figures, label):
     except gunicorn_server.GunicornError as error:
         report("requests", "none: the server did not start")
         pytest.fail("%s\n(%s on %s)" % (error, label, site.kind), pytrace=False)
+    outside = collections.Counter()
+    if server_failure is not None:
+        for result in results:
+            reason = None if result.ok else server_failure(result)
+            if reason:
+                outside[reason] += 1
     duration = load.ended - load.started
-    failed = [result for result in results if not result.ok]
+    failed = [result for result in results
+              if not result.ok and not (server_failure and server_failure(result))]
     errors = collections.Counter(result.error_kind for result in failed)
     held, changed = holdings(results)
     shared = shared_while_held(held)
@@ -271,19 +299,32 @@ def serve_and_judge(server, site, figures, label):
     written, logged = check_rows(site, results, problem)
 
     report("requests", "%d of %d in %.1fs (%.0f/s), %d clients" % (
-        len(results), REQUESTS, duration, len(results) / max(duration, 0.001), CLIENTS))
+        len(results), requests, duration, len(results) / max(duration, 0.001), CLIENTS))
     report("errors", "%d%s" % (len(failed), " (%s)" % ", ".join(
         "%s %d" % item for item in sorted(errors.items())) if errors else ""))
     report("connections seen", "%d distinct %s, at most %d requests at once" % (
         len(set(session for session, _, _, _ in held)),
         "server sessions" if site.kind == "postgres" else "DB-API connection ids", at_once))
+    if outside:
+        report("answered by the server alone", "%d (%s)" % (sum(outside.values()), ", ".join(
+            "%s %d" % item for item in sorted(outside.items()))))
+    if watcher is not None:
+        report("site's sessions at most", "%d%s, %d samples" % (
+            watcher.max_total, " (bound %d)" % session_bound if session_bound else "",
+            watcher.samples))
     report("held by two at once", "%d pairs" % len(shared))
     report("changed mid-request", "%d requests" % len(changed))
     report("rows", "%d written, %d audit rows" % (written, logged))
     report("open when idle", "%d" % idle)
 
-    if len(results) < REQUESTS:
-        problem("only %d of %d requests were sent before the deadline" % (len(results), REQUESTS))
+    if len(results) < requests:
+        problem("only %d of %d requests were sent before the deadline" % (len(results), requests))
+    if session_bound is not None and watcher is not None:
+        if not watcher.samples:
+            problem("the site's sessions were never sampled")
+        elif watcher.max_total > session_bound:
+            problem("the site held %d sessions at once, more than its bound %d" % (
+                watcher.max_total, session_bound))
     for result in failed[:10]:
         problem("request failed: %s" % result.describe())
     if len(failed) > 10:
