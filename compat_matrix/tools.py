@@ -284,7 +284,10 @@ def has_mysqlclient_pkg_config(environ):
 # (what is missing, Debian's packages, the probe, which deps need it).
 BUILD_REQUIREMENTS = (
     ("a C compiler (cc or gcc on PATH)", "build-essential", has_c_compiler,
-     lambda deps: "mysqlclient" in deps or "uwsgi" in deps),
+     lambda deps: "mysqlclient" in deps or "uwsgi" in deps or "mod_wsgi" in deps),
+    ("apxs on PATH (Apache's headers and module builder, for mod_wsgi)", "apache2-dev",
+     lambda environ: bool(which(environ.get("APXS") or "apxs", environ)),
+     lambda deps: "mod_wsgi" in deps),
     ("mysql_config or mariadb_config on PATH (MariaDB Connector/C, for mysqlclient)",
      "libmariadb-dev-compat", has_mysql_config,
      lambda deps: "mysqlclient" in deps),
@@ -332,6 +335,20 @@ def has_geos(environ):
     return ctypes.util.find_library("geos_c") is not None
 
 
+def has_apache(environ):
+    """Apache's server program, where mod_wsgi's build finds it (apxs -q SBINDIR, PROGNAME)."""
+    apxs = which(environ.get("APXS") or "apxs", environ)
+    if not apxs:
+        return False
+    try:
+        found = [subprocess.run([apxs, "-q", name], stdout=subprocess.PIPE,
+                                stderr=subprocess.DEVNULL, timeout=60, check=True)
+                 .stdout.decode().strip() for name in ("SBINDIR", "PROGNAME")]
+    except (OSError, subprocess.SubprocessError):
+        return False
+    return os.access(os.path.join(*found), os.X_OK)
+
+
 def server_helper_finds(script, root):
     """A probe running ``tests/SCRIPT find-server`` (the helpers the tests start servers with,
     as .ci/run asks them)."""
@@ -361,6 +378,8 @@ def test_time_services(root):
         ("PgBouncer", "pgbouncer", "CONNLOCAL_SHIM_REQUIRE_PGBOUNCER",
          server_helper_finds("pgbouncer.py", root),
          lambda deps: "psycopg2-binary" in deps and "pytest" in deps),
+        ("Apache httpd (apache2, for mod_wsgi)", "apache2", "CONNLOCAL_SHIM_REQUIRE_APACHE",
+         has_apache, lambda deps: "mod_wsgi" in deps),
     )
 
 
