@@ -2,6 +2,7 @@
 as a site's process starts; the tool listed and imported before connlocal_shim or after it)."""
 import json
 import os
+import pkgutil
 import sys
 
 import pytest
@@ -15,15 +16,21 @@ ORDERS = ("tool-first", "shim-first")
 REQUIRE_CLIENTS = os.environ.get("CONNLOCAL_SHIM_REQUIRE_CLIENTS") == "1"
 
 
-def require(module, package, era=False):
-    """Skip (fail where CI requires the tools) when ``module`` cannot be imported. ``era``: the
+def require(module, package, era=False, find_only=False):
+    """Skip (fail where CI requires the tools) when ``module`` cannot be imported
+    (``find_only``: found, without importing it here; for a tool whose import needs the
+    site's settings, such as django-celery's kombu on Python 2.7.11+). ``era``: the
     scenario drives a tool of Django 1.3's era on the site as Django 1.3 laid it out (manage.py's
     execute_manager, django.conf.urls.defaults): skip, by what is missing, on a Django without
     that layout, which the tool's releases of that era do not run on either (the shipped tests
     are run as they are, on every Django; clientsite/ is written for 1.3 and for the wrapt
     scenario, which starts the site on any Django)."""
     try:
-        __import__(module)
+        if find_only:
+            if pkgutil.find_loader(module) is None:
+                raise ImportError("No module named %s" % module)
+        else:
+            __import__(module)
     except ImportError as error:
         reason = "no %s (%s): pip install %s" % (module, error, package)
         if REQUIRE_CLIENTS:
