@@ -185,7 +185,11 @@ class PerThread(object):
         local_class = threading.local  # read now: a monkey patch may have replaced it
         local = self._locals.get(local_class)
         if local is None:
-            local = self._locals[local_class] = local_class()
+            # setdefault, not a store: threads meeting here at once (a fresh process's first
+            # requests) would each store a local of their own, and the one replaced would take
+            # with it the watchers of the threads that set theirs in it, ending their values
+            # while they run. A local made in vain holds no thread's state yet.
+            local = self._locals.setdefault(local_class, local_class())
         local.end = _End(weakref.ref(self), ident, token, os.getpid())
 
     def _ended(self, ident, token):
