@@ -23,7 +23,8 @@ import tarfile
 
 # What .ci/run requires of the envs that install the servers and tools beside Django (a missing
 # one fails there); the release's tests run without them and must skip instead.
-TOOLS_REQUIRED = ("CONNLOCAL_SHIM_REQUIRE_GREENLETS", "CONNLOCAL_SHIM_REQUIRE_CLIENTS")
+TOOLS_REQUIRED = ("CONNLOCAL_SHIM_REQUIRE_GREENLETS", "CONNLOCAL_SHIM_REQUIRE_CLIENTS",
+                  "CONNLOCAL_SHIM_REQUIRE_APACHE")
 
 
 def fail(message):
