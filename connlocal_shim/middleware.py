@@ -6,6 +6,7 @@ Settings::
         "ROUTE_WRITES": {"default": "master"},   # alias -> alias, as route_connections(**...)
         "STICKY_SECONDS": 15,                     # 0 (default): only the writing request itself
         "PIN_COOKIE": "connlocal_pin",            # the cookie that pins a client after a write
+        "REPLICA_DOWNTIME": 60,                   # 0 (default): no fallback (see below)
     }
     MIDDLEWARE = ["connlocal_shim.middleware.ConnectionPinningMiddleware", ...]
     # or MIDDLEWARE_CLASSES on Django before 1.10: the same class works in both.
@@ -16,10 +17,26 @@ STICKY_SECONDS, the client's next requests for that many seconds are routed too,
 its own writes (the pinning of django-multidb-router). Routing is restored even when the view
 raises. A misconfiguration raises ImproperlyConfigured when the middleware is loaded (and shows
 as a system check error on Django 1.7+).
+
+With REPLICA_DOWNTIME, a reading request first connects each alias that ROUTE_WRITES re-points
+(the replicas); one that cannot be reached has the request's reads sent where its writes go,
+and so have the requests of the next REPLICA_DOWNTIME seconds, in every thread of the process,
+without trying it (the downtime of django_replicated). Then the next reading request tries it
+again. Going down and coming back are logged once each, at WARNING and INFO, through the
+``connlocal_shim`` logger. A query that fails on a replica that went away under it fails its
+request as before: the fallback is for connecting.
 """
+import logging
+import sys
+import threading
+import time
+
 from connlocal_shim.compat import string_types
 from connlocal_shim.identity import PerThread
 from connlocal_shim.routing import RouteConnections
+
+logger = logging.getLogger("connlocal_shim")
+_clock = getattr(time, "monotonic", time.time)  # Python 2: time.time
 
 UNSAFE_METHODS = frozenset(["POST", "PUT", "PATCH", "DELETE"])
 SETTING = "CONNLOCAL_SHIM"
@@ -97,10 +114,14 @@ def close_as_django_would(aliases):
 class PinningConfig(object):
     """The middleware's settings, validated."""
 
-    def __init__(self, route_writes, sticky_seconds, pin_cookie):
+    def __init__(self, route_writes, sticky_seconds, pin_cookie, replica_downtime=0):
         self.route_writes = route_writes
         self.sticky_seconds = sticky_seconds
         self.pin_cookie = pin_cookie
+        self.replica_downtime = replica_downtime
+        # The aliases a write is routed away from: the replicas, tried by reading requests.
+        self.replicas = tuple(sorted(
+            alias for alias, target in route_writes.items() if alias != target))
 
 
 def config_errors(settings=None):
@@ -134,11 +155,18 @@ def config_errors(settings=None):
     if not isinstance(cookie, string_types) or not cookie:
         errors.append("%s['PIN_COOKIE'] must be a non-empty cookie name, not %r"
                       % (SETTING, cookie))
-    unknown = sorted(set(config) - set(["ROUTE_WRITES", "STICKY_SECONDS", "PIN_COOKIE"]))
+    downtime = config.get("REPLICA_DOWNTIME", 0)
+    if isinstance(downtime, bool) or not isinstance(downtime, (int, float)) or downtime < 0:
+        errors.append("%s['REPLICA_DOWNTIME'] must be a number of seconds >= 0 (0: reads never "
+                      "fall back), not %r" % (SETTING, downtime))
+    unknown = sorted(set(config) - set(KNOWN_KEYS))
     if unknown:
-        errors.append("%s has unknown keys: %s (known: ROUTE_WRITES, STICKY_SECONDS, "
-                      "PIN_COOKIE)" % (SETTING, ", ".join(map(repr, unknown))))
+        errors.append("%s has unknown keys: %s (known: %s)" % (
+            SETTING, ", ".join(map(repr, unknown)), ", ".join(KNOWN_KEYS)))
     return errors
+
+
+KNOWN_KEYS = ("ROUTE_WRITES", "STICKY_SECONDS", "PIN_COOKIE", "REPLICA_DOWNTIME")
 
 
 def load_config(settings=None):
@@ -154,7 +182,95 @@ def load_config(settings=None):
         dict(config["ROUTE_WRITES"]),
         config.get("STICKY_SECONDS", 0),
         config.get("PIN_COOKIE", DEFAULT_PIN_COOKIE),
+        config.get("REPLICA_DOWNTIME", 0),
     )
+
+
+# Replicas found unreachable, process-wide: {alias: the clock time until which reads skip it}.
+# An alias stays here, its time past, until a reading request reaches it again.
+_replicas_down = {}
+_replicas_changed = {}  # {alias: the clock time it last went down or came back}
+_replicas_lock = threading.Lock()
+
+
+def _connect_errors(wrapper):
+    """What a failed connection raises: Django's DatabaseError, and the driver's own Error
+    (Django before 1.6 lets the driver's connect() errors through unwrapped)."""
+    from django.db.utils import DatabaseError
+
+    found = [DatabaseError]
+    driver = getattr(wrapper, "Database", None)
+    if driver is None:
+        driver = getattr(sys.modules.get(type(wrapper).__module__), "Database", None)
+    error = getattr(driver, "Error", None)
+    if isinstance(error, type) and issubclass(error, Exception):
+        found.append(error)
+    return tuple(found)
+
+
+def _connect(alias):
+    """Open this thread's connection of ``alias`` if it is not open; return what failed, or
+    None."""
+    from django.db import connections
+
+    wrapper = connections[alias]
+    try:
+        ensure_connection = getattr(wrapper, "ensure_connection", None)  # Django 1.6+
+        if ensure_connection is not None:
+            ensure_connection()
+        else:
+            wrapper.cursor()  # before 1.6, cursor() is what connects
+    except _connect_errors(wrapper) as error:
+        return error
+    return None
+
+
+def replicas_down(config):
+    """The replicas this reading request must not read from: those in their downtime, and
+    those it cannot connect to now (which then start one)."""
+    down = []
+    for alias in config.replicas:
+        until = _replicas_down.get(alias)
+        if until is not None and _clock() < until:
+            down.append(alias)
+            continue
+        tried = _clock()
+        error = _connect(alias)
+        news = None
+        with _replicas_lock:
+            was_down = alias in _replicas_down
+            # Another thread's try that began later decided since this one began: it speaks for
+            # the replica (a connection made just before a shutdown began must not undo the
+            # downtime that the shutdown started, nor the reverse as it comes back).
+            changed = _replicas_changed.get(alias)
+            stale = changed is not None and tried < changed
+            if error is None:
+                if not was_down:
+                    continue
+                if not stale:
+                    del _replicas_down[alias]
+                    _replicas_changed[alias] = _clock()
+                    news = "up"
+            elif was_down or not stale:
+                _replicas_down[alias] = _clock() + config.replica_downtime
+                if not was_down:
+                    _replicas_changed[alias] = _clock()
+                    news = "down"
+            if error is not None or alias in _replicas_down:
+                down.append(alias)
+        if news == "up":
+            logger.info("connlocal_shim: replica %r answers again; reads go back to it", alias)
+        elif news == "down":
+            logger.warning(
+                "connlocal_shim: replica %r is unreachable (%s: %s); reads go to %r for %s s, "
+                "then %r is tried again", alias, type(error).__name__, _first_line(error),
+                config.route_writes[alias], config.replica_downtime, alias)
+    return down
+
+
+def _first_line(error):
+    lines = str(error).strip().splitlines()
+    return lines[0] if lines else ""
 
 
 def _content_is_iterator(response):
@@ -175,6 +291,7 @@ class ConnectionPinningMiddleware(object):
         self.get_response = get_response
         self.config = load_config()
         self.route = RouteConnections(**self.config.route_writes)
+        self._fallbacks = {}  # the replicas down -> the route of a reading request then
         from django.core.signals import got_request_exception
 
         for signal in (request_finished, got_request_exception):
@@ -187,72 +304,91 @@ class ConnectionPinningMiddleware(object):
             return True
         return bool(self.config.sticky_seconds) and self.config.pin_cookie in request.COOKIES
 
+    def route_for(self, request):
+        """The routing this request runs with, or None: ROUTE_WRITES for a pinned request;
+        for a reading one, with REPLICA_DOWNTIME, the replicas that are down re-pointed where
+        their writes go."""
+        if self.pinned(request):
+            return self.route
+        if not self.config.replica_downtime:
+            return None
+        down = tuple(replicas_down(self.config))
+        if not down:
+            return None
+        route = self._fallbacks.get(down)
+        if route is None:
+            route = self._fallbacks.setdefault(down, RouteConnections(
+                **dict((alias, self.config.route_writes[alias]) for alias in down)))
+        return route
+
     # -- MIDDLEWARE (Django 1.10+) ----------------------------------------------------------
 
     def __call__(self, request):
-        if not self.pinned(request):
+        route = self.route_for(request)
+        if route is None:
             return self.get_response(request)
-        self.route.enter()
+        route.enter()
         try:
             response = self.get_response(request)
         except BaseException:
-            self.route.exit(body_failed=True)
+            route.exit(body_failed=True)
             raise
-        return self._leave(request, response)
+        return self._leave(request, response, route)
 
     # -- MIDDLEWARE_CLASSES (before Django 2.0) ---------------------------------------------
 
     def process_request(self, request):
         leave_pending_routes()  # left over by an earlier request of this thread
-        if self.pinned(request):
-            self.route.enter()
-            token = _Token(self.route)
+        route = self.route_for(request)
+        if route is not None:
+            route.enter()
+            token = _Token(route)
             setattr(request, _ROUTED, token)
             _pending_tokens().append(token)
         return None
 
     def process_exception(self, request, exception):
         # The view raised: leave now, Django may not call process_response (see _pending).
-        if self._take(request):
-            self.route.exit(body_failed=True)
+        token = self._take(request)
+        if token is not None:
+            token.route.exit(body_failed=True)
         return None
 
     def process_response(self, request, response):
         # Also called for a request that an earlier middleware answered before
         # process_request ran: then there is nothing to leave.
-        if self._take(request):
-            return self._leave(request, response)
+        token = self._take(request)
+        if token is not None:
+            return self._leave(request, response, token.route)
         return response
 
     def _take(self, request):
-        """Whether this request's routing is still to be left (then it is ours to leave)."""
+        """This request's token if its routing is still to be left (then it is ours to
+        leave), else None."""
         token = getattr(request, _ROUTED, None)
         if token is None:
-            return False
+            return None
         setattr(request, _ROUTED, None)
         tokens = _pending_tokens()
         if token not in tokens:
-            return False  # already left by leave_pending_routes()
+            return None  # already left by leave_pending_routes()
         tokens.remove(token)
-        return True
+        return token
 
     # -- leaving ----------------------------------------------------------------------------
 
-    def _leave(self, request, response):
+    def _leave(self, request, response, route):
         if request.method in UNSAFE_METHODS and self.config.sticky_seconds:
             response.set_cookie(
                 self.config.pin_cookie, "1", max_age=int(self.config.sticky_seconds)
             )
         if getattr(response, "streaming", False):  # StreamingHttpResponse, Django 1.5+
-            response.streaming_content = self._routed_until_done(response.streaming_content)
+            response.streaming_content = RoutedContent(response.streaming_content, route)
         elif _content_is_iterator(response):
-            response._container = self._routed_until_done(response._container)
+            response._container = RoutedContent(response._container, route)
         else:
-            self.route.exit()
+            route.exit()
         return response
-
-    def _routed_until_done(self, content):
-        return RoutedContent(content, self.route)
 
 
 class RoutedContent(object):

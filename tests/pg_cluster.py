@@ -200,6 +200,18 @@ class PostgresCluster(object):
                         "%s\nserver log %s:\n%s" % (error, self.log_file, self._log_tail())
                     )
 
+    def halt(self, mode="smart"):
+        """Shut the server down and keep its directory (resume() starts it again on the same
+        port). Smart, the default: new connections are refused at once ("the database system
+        is shutting down"), the sessions open go on until they end."""
+        self._run("pg_ctl", "stop", "--pgdata", self.data_directory, "--mode", mode, "--wait",
+                  "--timeout", "60")
+
+    def resume(self):
+        """Start a halted server again, on its port."""
+        self._run("pg_ctl", "start", "--pgdata", self.data_directory, "--log", self.log_file,
+                  "--wait", "--timeout", "60", "-o", "-p %d" % self.port)
+
     def stop(self):
         """Stop the server (immediate shutdown: nothing is kept) and remove the directory."""
         directory, self.directory = self.directory, None

@@ -123,6 +123,9 @@ def test_sticky_pinning_routes_the_writers_next_reads(style):
     ({"ROUTE_WRITES": {"default": "other"}, "STICKY_SECONDS": "15"}, "STICKY_SECONDS"),
     ({"ROUTE_WRITES": {"default": "other"}, "PIN_COOKIE": ""}, "PIN_COOKIE"),
     ({"ROUTE_WRITES": {"default": "other"}, "STICKY": 5}, "unknown keys: 'STICKY'"),
+    ({"ROUTE_WRITES": {"default": "other"}, "REPLICA_DOWNTIME": -1}, "REPLICA_DOWNTIME"),
+    ({"ROUTE_WRITES": {"default": "other"}, "REPLICA_DOWNTIME": "60"}, "REPLICA_DOWNTIME"),
+    ({"ROUTE_WRITES": {"default": "other"}, "REPLICA_DOWNTIME": True}, "REPLICA_DOWNTIME"),
 ])
 def test_a_misconfiguration_is_refused_when_the_middleware_loads(config, problem):
     from django.core.exceptions import ImproperlyConfigured

@@ -67,14 +67,20 @@ class ThreadedServer(object):
         return False
 
 
-def http(url, method="GET", cookie=None):
-    """(status, body text, Set-Cookie header) of one real HTTP request."""
+def http(url, method="GET", cookie=None, form=None):
+    """(status, body text, Set-Cookie header) of one real HTTP request; ``form``: a dict
+    sent as the POST body, urlencoded."""
     try:
         from urllib.request import Request, urlopen
         from urllib.error import HTTPError
+        from urllib.parse import urlencode
     except ImportError:  # Python 2
+        from urllib import urlencode
         from urllib2 import HTTPError, Request, urlopen
-    request = Request(url, data=b"" if method == "POST" else None)
+    data = None
+    if method == "POST":
+        data = urlencode(form or {}).encode("ascii")
+    request = Request(url, data=data)
     request.get_method = lambda: method
     if cookie:
         request.add_header("Cookie", cookie)
