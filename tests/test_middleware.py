@@ -1,6 +1,7 @@
 """The pinning middleware, in both middleware styles, through Django's test client and a real
 threaded WSGI server (middleware.py, checks.py)."""
 import threading
+import time
 
 import pytest
 
@@ -289,3 +290,62 @@ def test_request_finished_closes_nothing_where_djangos_closer_is_disconnected():
     finally:
         request_finished.connect(closer)
     assert default_alias() == "default"
+
+
+def test_a_replica_connection_made_before_it_went_down_does_not_end_its_downtime(monkeypatch):
+    # Two reading requests try the replica at once: the slow one connected just before a
+    # shutdown began, the fast one was refused and started the downtime. The slow one's
+    # success is older news: the replica stays down, logged once, not "back" (under load the
+    # first version flapped: down, back, down, back).
+    import logging
+
+    from connlocal_shim import middleware
+
+    config = middleware.PinningConfig({"other": "default"}, 0, "pin", 30)
+    fast_done = threading.Event()
+
+    class Refused(Exception):
+        pass
+
+    def connect(alias):
+        if threading.current_thread().name == "slow":
+            assert fast_done.wait(10)
+            return None
+        return Refused("the database system is shutting down")
+
+    messages = []
+
+    class Kept(logging.Handler):
+        def emit(self, record):
+            messages.append(record.getMessage())
+
+    handler = Kept()
+    logger = logging.getLogger("connlocal_shim")
+    logger.addHandler(handler)
+    previous_level = logger.level
+    logger.setLevel(logging.INFO)
+    monkeypatch.setattr(middleware, "_connect", connect)
+    found = {}
+
+    def read(name):
+        found[name] = middleware.replicas_down(config)
+        if name == "fast":
+            fast_done.set()
+
+    try:
+        slow = threading.Thread(target=read, args=("slow",), name="slow")
+        slow.start()
+        time.sleep(0.05)  # the slow request's try begins first
+        fast = threading.Thread(target=read, args=("fast",), name="fast")
+        fast.start()
+        fast.join(10)
+        slow.join(10)
+        still_down = "other" in middleware._replicas_down
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(previous_level)
+        middleware._replicas_down.pop("other", None)
+        middleware._replicas_changed.pop("other", None)
+    assert found == {"fast": ["other"], "slow": ["other"]}
+    assert still_down, "an older successful try ended the downtime"
+    assert len(messages) == 1 and "unreachable" in messages[0], messages
