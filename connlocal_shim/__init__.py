@@ -7,10 +7,12 @@ Add ``"connlocal_shim"`` to INSTALLED_APPS, or call :func:`install` from wsgi.py
     connlocal_shim.install()     # patches nothing on Django 1.4+
 """
 from connlocal_shim.backport import (
+    current_mode,
     get_original,
     install,
     is_installed,
     is_patched,
+    set_mode,
     status,
     uninstall,
 )
@@ -21,12 +23,14 @@ __version__ = "0.1.0"
 
 __all__ = [
     "ConnlocalShimWarning",
+    "current_mode",
     "get_original",
     "install",
     "is_installed",
     "is_patched",
     "route_connections",
     "separate_connection",
+    "set_mode",
     "shared_connection",
     "status",
     "uninstall",

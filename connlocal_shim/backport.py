@@ -27,9 +27,12 @@ import threading
 import types
 import warnings
 
+from django.core.exceptions import ImproperlyConfigured
+
+from connlocal_shim import observe
 from connlocal_shim.atomic import others_paused, paused_between_calls
 from connlocal_shim.compat import PY2
-from connlocal_shim.context import context_routing_handler_class
+from connlocal_shim.context import THREAD_FRAMES, context_routing_handler_class
 from connlocal_shim.exceptions import ConnlocalShimWarning
 from connlocal_shim.features import detect
 from connlocal_shim.handler import (
@@ -118,6 +121,8 @@ class Installation(object):
         self.reverted = False
         self.adopted = PerThread(set)  # aliases whose original state the thread took over
         self.classes_seen = set()  # classes of the wrappers made while installed
+        self.observing = None  # the registry's record of the observing handler class, or None
+        self.observing_class = None
 
     # -- install: prepare() changes nothing in Django; apply() runs with other threads paused --
 
@@ -134,6 +139,7 @@ class Installation(object):
                 targets.handler_class, targets.connections, self.storage, self.open_wrapper,
                 self.storage.check,
             )
+            self.observing_class = observe.observing_handler_class(self.handler_class)
         if "wrappers_without_local" in missing:
             sharing = "thread_sharing" in missing
             self.rebuilder = _rebuilder_for(
@@ -198,6 +204,45 @@ class Installation(object):
             raise
         if self.rebuilder is not None:
             self.rebuilder.retired = False
+
+    # -- observe mode (observe.py) ---------------------------------------------------------
+
+    def start_observing(self):
+        """Guarded calls from other threads are recorded and made on the caller's own wrapper,
+        and per-thread re-pointing is refused. Runs with the other threads paused."""
+        handler = self.features.targets.connections
+        self.observing = self.registry.apply(AttributePatch(
+            handler, "__class__", self.observing_class, "django.db.connections",
+            "observe mode: connections[alias] = ... and del are refused, as Django 1.3 had "
+            "neither; guarded calls from other threads are recorded, not refused",
+        ))
+        observe.OBSERVING[0] = True
+
+    def stop_observing(self):
+        """Back to enforce mode: every thread keeps the wrappers (connections, transactions) it
+        has. Runs with the other threads paused."""
+        record, self.observing = self.observing, None
+        observe.OBSERVING[0] = False
+        if record is not None:
+            record.revert()
+            self.registry.records.remove(record)
+
+    def sharing_under_way(self):
+        """Why observe mode cannot start now (what per-thread routing or sharing is in
+        place, which observe mode would take away from a thread using it), or None."""
+        found = []
+        routing = [ident for ident, frames in list(THREAD_FRAMES.by_ident.items()) if frames]
+        if routing:
+            found.append("route_connections blocks are open in %d thread(s)" % len(routing))
+        for ident, wrappers in list(self.storage.by_ident.items()):
+            for alias, wrapper in sorted(list(wrappers.items())):
+                state = getattr(wrapper, "__dict__", {})
+                if state.get("allow_thread_sharing"):
+                    found.append("the %r connection of thread %s is shared with other threads"
+                                 % (alias, ident))
+                elif state.get("_thread_ident") != ident or state.get("alias") != alias:
+                    found.append("thread %s has re-pointed connections[%r]" % (ident, alias))
+        return "; ".join(sorted(set(found))) or None
 
     def rebuild(self, classes):
         """Rebuild ``classes``; return the (original, rebuilt) pairs. Changes nothing in Django
@@ -446,6 +491,8 @@ class Installation(object):
             if self.storage is not None:
                 self.storage.retired = True  # no release at thread end for a storage gone
                 forget_fast_mode()  # nor a routing cache keeping it
+            observe.OBSERVING[0] = False
+            self.observing = None
             messages = self.registry.revert_all()
             if self.rebuilder is not None:
                 self.rebuilder.retired = True  # see wrappers.ClassOfRebuilt
@@ -686,10 +733,9 @@ def install():
     with _lock:
         if _installation is not None:
             return
+        mode = observe.configured_mode()  # ImproperlyConfigured before anything changes
         features = detect()
         if not features.has_connections:
-            from django.core.exceptions import ImproperlyConfigured
-
             raise ImproperlyConfigured(
                 "connlocal_shim needs django.db.connections, which Django %s does not have; "
                 "it supports Django 1.2 and later" % features.django_version
@@ -705,9 +751,15 @@ def install():
         try:
             installation.prepare()
             code = installation.database_layer_code()
+            if mode == observe.OBSERVE and installation.storage is not None:
+                _refuse_observing_with_middleware()
             with paused_between_calls(code, CALLS_UNDER_WAY_TIMEOUT) as under_way:
                 installation.apply()
+                if mode == observe.OBSERVE and installation.storage is not None:
+                    installation.start_observing()
                 _installation, _refusal = installation, None
+        except ImproperlyConfigured:
+            raise  # the site's settings: nothing was applied
         except UnknownLayout as error:
             _refuse(
                 "its database layer is not one the backport knows (%s)" % error,
@@ -725,6 +777,11 @@ def install():
     if under_way:
         _warn(_went_ahead("install()", under_way))
     logger.info(installation.summary())
+    if mode == observe.OBSERVE and installation.storage is None:
+        logger.warning(
+            "connlocal_shim: CONNLOCAL_SHIM['MODE'] = 'observe' has no effect on Django %s, "
+            "which refuses cross-thread use of its connections itself (ticket #17258); "
+            "remove it", features.django_version)
     for record in installation.registry:
         logger.debug("connlocal_shim: patched %s: %s", record.describe(), record.why)
 
@@ -750,6 +807,71 @@ def uninstall():
     logger.info("connlocal_shim: uninstalled (%d patches reverted)", reverted)
 
 
+def _refuse_observing_with_middleware():
+    """Observe mode keeps connections process-wide; the pinning middleware re-points them per
+    thread. Raised by install() before it changes anything."""
+    errors = observe.middleware_conflict()
+    if errors:
+        raise ImproperlyConfigured("connlocal_shim: " + "; ".join(errors))
+
+
+def set_mode(mode):
+    """Switch between ``"enforce"`` (Django 1.4's refusals, the default) and ``"observe"``
+    at runtime, from any thread; installs first if needed::
+
+        connlocal_shim.set_mode("observe")   # record cross-thread use, refuse nothing
+        ...
+        connlocal_shim.set_mode("enforce")   # Django 1.4's behaviour from the next call
+
+    Each thread keeps the connections and transactions it has, in both directions. Switching
+    to observe mode is refused (RuntimeError, nothing changed) while a thread has an alias
+    re-pointed or a connection shared, which observe mode would take away from it. Observe
+    mode exists where the backport is installed (Django 1.2/1.3): on Django 1.4+, which
+    refuses cross-thread use itself, ``set_mode("observe")`` raises ImproperlyConfigured.
+    """
+    if mode not in observe.MODES:
+        raise ValueError("connlocal_shim: set_mode() takes %s, not %r" % (
+            " or ".join(repr(name) for name in observe.MODES), mode))
+    with _lock:
+        install()
+        installation = _installation
+        if installation is None:
+            raise ImproperlyConfigured(
+                "connlocal_shim: cannot switch modes, install() refused: %s" % _refusal)
+        if installation.storage is None:
+            if mode == observe.OBSERVE:
+                raise ImproperlyConfigured(
+                    "connlocal_shim: Django %s refuses cross-thread use of its connections "
+                    "itself (ticket #17258): there is nothing to observe; observe mode is for "
+                    "the backport on Django 1.2/1.3" % installation.features.django_version)
+            return
+        if (installation.observing is not None) == (mode == observe.OBSERVE):
+            return
+        if mode == observe.OBSERVE:
+            with others_paused():
+                why = installation.sharing_under_way()
+                if why is None:
+                    installation.start_observing()
+            if why is not None:
+                raise RuntimeError(
+                    "connlocal_shim: observe mode not started, still in enforce mode: %s "
+                    "(observe mode keeps connections process-wide, as Django 1.3 does; switch "
+                    "when those blocks have ended)" % why)
+        else:
+            with others_paused():
+                installation.stop_observing()
+    logger.info("connlocal_shim: mode is now %r", mode)
+
+
+def current_mode():
+    """``"observe"`` while observe mode is on, else ``"enforce"`` (also on Django 1.4+, which
+    enforces by itself, and before install)."""
+    installation = _installation
+    if installation is not None and installation.observing is not None:
+        return observe.OBSERVE
+    return observe.ENFORCE
+
+
 def enable_context_routing():
     """Give django.db.connections the per-context overlay of route_connections, once.
 
@@ -760,8 +882,6 @@ def enable_context_routing():
         install()
         installation = _installation
         if installation is None:
-            from django.core.exceptions import ImproperlyConfigured
-
             raise ImproperlyConfigured(
                 "connlocal_shim: cannot route connections, install() refused: %s" % _refusal
             )
@@ -847,6 +967,8 @@ def status():
             if installation else [],
             "rebuilt_classes": installation.rebuilt_classes() if installation else [],
             "redirected_references": installation.redirected_references() if installation else [],
+            "mode": current_mode(),
+            "observed": observe.sightings(),
             "unrebuilt_classes": sorted(
                 "%s: %s" % (_class_name(cls), why)
                 for cls, why in installation.unrebuildable.items()

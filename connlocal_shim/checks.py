@@ -1,7 +1,7 @@
 """System checks (Django 1.7+), registered by ``ConnlocalShimConfig.ready()``:
 
-- ``connlocal_shim.E001`` (Error): settings.CONNLOCAL_SHIM is not usable by the pinning
-  middleware, which is installed (or the setting is set);
+- ``connlocal_shim.E001`` (Error): settings.CONNLOCAL_SHIM is not usable: its MODE is
+  unknown, or the pinning middleware is installed and the setting is not usable by it;
 - ``connlocal_shim.W001`` (Warning): install() refused to patch an unknown database layer, or
   failed and undid what it had done;
 - ``connlocal_shim.I001`` (Info): this Django has thread-local connections natively, the
@@ -12,19 +12,18 @@
 from django.core import checks
 
 from connlocal_shim.middleware import SETTING, config_errors
-
-MIDDLEWARE_PATH = "connlocal_shim.middleware.ConnectionPinningMiddleware"
+from connlocal_shim.observe import pinning_middleware_installed
 
 
 def check_pinning_settings(app_configs=None, **kwargs):
     """connlocal_shim.E001: the middleware is installed (or CONNLOCAL_SHIM set) but the
-    setting is not usable; the same problems make the middleware refuse to load."""
+    setting is not usable (an unknown MODE, observe mode with the middleware where the
+    backport makes connections thread-local); the same problems make the middleware refuse
+    to load, and install() refuse a bad MODE."""
     from django.conf import settings
 
-    installed = []
-    for name in ("MIDDLEWARE", "MIDDLEWARE_CLASSES"):
-        installed.extend(getattr(settings, name, None) or ())
-    if MIDDLEWARE_PATH not in installed and getattr(settings, SETTING, None) is None:
+    installed = pinning_middleware_installed(settings)
+    if not installed and getattr(settings, SETTING, None) is None:
         return []
     return [
         checks.Error(
@@ -33,7 +32,7 @@ def check_pinning_settings(app_configs=None, **kwargs):
             obj=SETTING,
             id="connlocal_shim.E001",
         )
-        for problem in config_errors(settings)
+        for problem in config_errors(settings, middleware=installed)
     ]
 
 

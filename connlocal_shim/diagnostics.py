@@ -94,6 +94,11 @@ def report():
         per_task_routing=_per_task_routing(features),
         checks=system_check_messages(),
     )
+    # Observe mode's sightings of every process of the site (OBSERVE_FILE), this one's too.
+    from connlocal_shim.observe import sightings_file, site_sightings
+
+    data["observed"], data["observed_processes"] = site_sightings()
+    data["observe_file"] = sightings_file()
     return data
 
 
@@ -109,6 +114,16 @@ def _headline(data):
             len(data["patches"]))
     return ("installed: nothing to patch, Django %s has thread-local connections natively "
             "(ticket #17258)" % data["django"])
+
+
+def _mode_line(data):
+    if data.get("mode") == "observe":
+        return ("observe: connections stay process-wide as on this Django; cross-thread use "
+                "is recorded, not refused (connlocal_shim.set_mode('enforce') to refuse it)")
+    if data["features"]["missing"] and data["installed"]:
+        return "enforce: cross-thread use of a connection raises DatabaseError, as on Django 1.4"
+    return "enforce (this Django refuses cross-thread use of its connections itself)" \
+        if not data["features"]["missing"] else "none (not installed)"
 
 
 def format_report(data):
@@ -134,6 +149,24 @@ def format_report(data):
     lines.append("  %s%s" % ("per-task routing (asyncio)".ljust(width), data["per_task_routing"]))
     for problem in features["problems"]:
         lines.append("  problem: %s" % problem)
+
+    lines += ["", "Mode: %s" % _mode_line(data)]
+    observed = data.get("observed") or []
+    if observed or data.get("mode") == "observe" or data.get("observe_file"):
+        lines.append("Cross-thread use seen (where Django 1.4 and enforce mode raise): %d "
+                     "call sites, %d calls, from %d process%s (%s)" % (
+                         len(observed), sum(s["count"] for s in observed),
+                         data.get("observed_processes", 0),
+                         "" if data.get("observed_processes", 0) == 1 else "es",
+                         "OBSERVE_FILE %s" % data["observe_file"] if data.get("observe_file")
+                         else "this process only: set CONNLOCAL_SHIM['OBSERVE_FILE'] to see "
+                         "the site's"))
+        for sighting in observed:
+            lines.append("  %s in %s(): %d call%s: thread %s called %s() on the '%s' connection "
+                         "of thread %s" % (
+                             sighting["site"], sighting["function"], sighting["count"],
+                             "" if sighting["count"] == 1 else "s", sighting["thread"],
+                             sighting["method"], sighting["alias"], sighting["owner_thread"]))
 
     lines += ["", "Backends processed (DatabaseWrapper classes rebuilt without threading.local):"]
     if data["backends"]:

@@ -33,6 +33,7 @@ import time
 
 from connlocal_shim.compat import string_types
 from connlocal_shim.identity import PerThread
+from connlocal_shim.observe import MIDDLEWARE_CONFLICT, OBSERVE, mode_errors
 from connlocal_shim.routing import RouteConnections
 
 logger = logging.getLogger("connlocal_shim")
@@ -124,18 +125,24 @@ class PinningConfig(object):
             alias for alias, target in route_writes.items() if alias != target))
 
 
-def config_errors(settings=None):
-    """Every problem of settings.CONNLOCAL_SHIM for the middleware, as sentences."""
+def config_errors(settings=None, middleware=True):
+    """Every problem of settings.CONNLOCAL_SHIM, as sentences: for the middleware (which needs
+    ROUTE_WRITES), or with ``middleware=False`` for a site that sets only MODE."""
     if settings is None:
         from django.conf import settings
     config = getattr(settings, SETTING, None)
     if not isinstance(config, dict):
         return ["settings.%s must be a dict with a 'ROUTE_WRITES' entry, such as "
                 "{'ROUTE_WRITES': {'default': 'master'}}; it is %r" % (SETTING, config)]
-    errors = []
+    errors = mode_errors(config)
+    if middleware and not errors and config.get("MODE") == OBSERVE and (
+            backport_makes_connections_local()):
+        errors.append(MIDDLEWARE_CONFLICT)
     known = getattr(settings, "DATABASES", {}) or {}
     route_writes = config.get("ROUTE_WRITES")
-    if not isinstance(route_writes, dict) or not route_writes:
+    if not middleware and not set(config) & set(MIDDLEWARE_KEYS):
+        pass  # MODE alone: the middleware's keys are not needed
+    elif not isinstance(route_writes, dict) or not route_writes:
         errors.append("%s['ROUTE_WRITES'] must be a non-empty dict of alias -> alias, such as "
                       "{'default': 'master'}; it is %r" % (SETTING, route_writes))
     else:
@@ -166,7 +173,19 @@ def config_errors(settings=None):
     return errors
 
 
-KNOWN_KEYS = ("ROUTE_WRITES", "STICKY_SECONDS", "PIN_COOKIE", "REPLICA_DOWNTIME")
+MIDDLEWARE_KEYS = ("ROUTE_WRITES", "STICKY_SECONDS", "PIN_COOKIE", "REPLICA_DOWNTIME")
+KNOWN_KEYS = ("MODE", "OBSERVE_FILE") + MIDDLEWARE_KEYS
+
+
+def backport_makes_connections_local():
+    """Whether this Django's connections are thread-local only through the backport (Django
+    1.2/1.3), where observe mode keeps them process-wide."""
+    from connlocal_shim.backport import current_installation
+    from connlocal_shim.features import detect
+
+    installation = current_installation()
+    features = installation.features if installation is not None else detect()
+    return "thread_local_handler" in features.missing
 
 
 def load_config(settings=None):

@@ -29,6 +29,7 @@ from connlocal_shim.compat import reraise, string_types
 from connlocal_shim.context import THREAD_FRAMES
 from connlocal_shim.handler import FAST_MODE, ThreadConnections
 from connlocal_shim.identity import PerThread, get_ident, thread_module
+from connlocal_shim.observe import OBSERVING
 from connlocal_shim.wrappers import PROXY_MARK
 
 _thread = thread_module()  # its get_ident is read at each call (gevent/eventlet may patch it)
@@ -80,7 +81,10 @@ def check_alias(alias, handler=None):
 
 def _require_thread_local(storage):
     # Before Django 1.4 connections are one dict shared by all threads: re-pointing an alias
-    # would re-point it for every thread (ticket #17258). The backport fixes that.
+    # would re-point it for every thread (ticket #17258). The backport fixes that, except in
+    # observe mode, which keeps Django 1.3's behaviour (observe.py).
+    if OBSERVING[0]:
+        _refuse_while_observing("route_connections")
     if isinstance(storage, dict):
         from django.core.exceptions import ImproperlyConfigured
 
@@ -89,6 +93,16 @@ def _require_thread_local(storage):
             "'connlocal_shim' to INSTALLED_APPS or call connlocal_shim.install() (in wsgi.py) "
             "before routing them"
         )
+
+
+def _refuse_while_observing(api):
+    from django.core.exceptions import ImproperlyConfigured
+
+    raise ImproperlyConfigured(
+        "connlocal_shim: %s() needs thread-local connections, and observe mode keeps them "
+        "process-wide, as Django 1.3 does; switch to enforce mode first "
+        "(connlocal_shim.set_mode('enforce'), or CONNLOCAL_SHIM['MODE'] = 'enforce')" % api
+    )
 
 
 def _base_wrapper():
@@ -295,6 +309,8 @@ class SharedConnection(object):
         self._shared = PerThread(list)  # each thread's (wrapper, previous) of nested blocks
 
     def __enter__(self):
+        if OBSERVING[0]:
+            _refuse_while_observing("shared_connection")
         handler = _handler()
         check_alias(self.alias, handler)
         wrapper = handler[self.alias]
@@ -421,11 +437,14 @@ def _fast_mode():
         handler = _modules["db"].connections
     except KeyError:
         handler = _handler()
+    handler_class = handler.__class__  # read first: a class swapped after it is seen below
     storage = handler.__dict__.get("_connections")
     cached = FAST_MODE[0]
-    if cached[0] is storage and cached[1] is handler.__class__ and cached[3] is handler:
+    if cached[0] is storage and cached[1] is handler_class and cached[3] is handler:
         return handler, cached[2]
-    if isinstance(storage, ThreadConnections):
+    if getattr(handler_class, "connlocal_shim_observing", False):
+        mode = None  # observe mode: the general path refuses to route
+    elif isinstance(storage, ThreadConnections):
         mode = storage
     elif getattr(type(handler), "own", None) is not None and type(handler).__module__ == (
         context.__name__
@@ -433,7 +452,7 @@ def _fast_mode():
         mode = _PER_CONTEXT
     else:
         mode = None
-    FAST_MODE[0] = (storage, handler.__class__, mode, handler)
+    FAST_MODE[0] = (storage, handler_class, mode, handler)
     return handler, mode
 
 

@@ -18,8 +18,10 @@ import warnings
 
 import wrapt
 
+from connlocal_shim import observe
 from connlocal_shim.carryover import Translator
 from connlocal_shim.identity import thread_module
+from connlocal_shim.observe import OBSERVING
 
 # A class attribute of every captured-reference proxy class: never rebuilt, always unwrapped.
 PROXY_MARK = "_connlocal_shim_stands_for"
@@ -74,11 +76,35 @@ def make_init_with_thread_sharing(made):
     return init_with_thread_sharing
 
 
-@wrapt.decorator
-def guarded_by_thread_sharing(wrapped, instance, args, kwargs):
-    """A wrapper method that first checks the calling thread may use this wrapper."""
-    instance.validate_thread_sharing()
-    return wrapped(*args, **kwargs)
+def make_guarded_by_thread_sharing():
+    thread = thread_module()
+
+    @wrapt.decorator
+    def guarded_by_thread_sharing(wrapped, instance, args, kwargs):
+        """A wrapper method that first checks the calling thread may use this wrapper; in
+        observe mode, another thread's call is recorded and made on the caller's own wrapper
+        for that database, as Django 1.3's thread-local wrapper made it (observe.py)."""
+        if OBSERVING[0] and instance.__dict__.get("_thread_ident") != thread.get_ident():
+            if not instance.__dict__.get("allow_thread_sharing"):
+                observe.record(instance, wrapped.__name__)
+            twin = observe.own_twin(instance, handler_of[0]())
+            return getattr(twin, wrapped.__name__)(*args, **kwargs)
+        instance.validate_thread_sharing()
+        return wrapped(*args, **kwargs)
+
+    return guarded_by_thread_sharing
+
+
+def _connections():
+    from django.db import connections
+
+    return connections
+
+
+# How the guard finds django.db.connections (a function, so that importing this module imports
+# no Django).
+handler_of = [_connections]
+guarded_by_thread_sharing = make_guarded_by_thread_sharing()
 
 
 class SqliteModuleWithSharedConnections(wrapt.ObjectProxy):
@@ -90,6 +116,10 @@ class SqliteModuleWithSharedConnections(wrapt.ObjectProxy):
     """
 
     def connect(self, *args, **kwargs):
+        if OBSERVING[0]:
+            # Observe mode changes nothing a query sees: Django 1.3's sqlite connections refuse
+            # other threads (a cursor handed over raises ProgrammingError), and so do these.
+            return self.__wrapped__.connect(*args, **kwargs)
         if kwargs.get("check_same_thread"):
             warnings.warn(
                 "The `check_same_thread` option was provided and set to "

@@ -127,6 +127,8 @@ def test_sticky_pinning_routes_the_writers_next_reads(style):
     ({"ROUTE_WRITES": {"default": "other"}, "REPLICA_DOWNTIME": -1}, "REPLICA_DOWNTIME"),
     ({"ROUTE_WRITES": {"default": "other"}, "REPLICA_DOWNTIME": "60"}, "REPLICA_DOWNTIME"),
     ({"ROUTE_WRITES": {"default": "other"}, "REPLICA_DOWNTIME": True}, "REPLICA_DOWNTIME"),
+    ({"ROUTE_WRITES": {"default": "other"}, "MODE": "watch"}, "['MODE'] must be one of"),
+    ({"ROUTE_WRITES": {"default": "other"}, "OBSERVE_FILE": 7}, "OBSERVE_FILE"),
 ])
 def test_a_misconfiguration_is_refused_when_the_middleware_loads(config, problem):
     from django.core.exceptions import ImproperlyConfigured
