@@ -40,7 +40,7 @@ def databases(db, pg_port=None):
     return {"default": settings, "other": dict(settings)}
 
 
-def configure(db="sqlite", pg_port=None, shim=False):
+def configure(db="sqlite", pg_port=None, shim=False, mode="enforce"):
     """Configure Django; install connlocal_shim after django.db.models captured its reference,
     as a site's wsgi.py does. Returns the legacy reference django.db.models took at import."""
     import django
@@ -58,6 +58,7 @@ def configure(db="sqlite", pg_port=None, shim=False):
         DEFAULT_AUTO_FIELD="django.db.models.AutoField",
         TIME_ZONE="UTC",
         USE_TZ=False,
+        CONNLOCAL_SHIM={"MODE": mode},
     )
     setup = getattr(django, "setup", None)  # Django 1.7+
     if setup is not None:
@@ -69,6 +70,7 @@ def configure(db="sqlite", pg_port=None, shim=False):
         import connlocal_shim
 
         connlocal_shim.install()
+        assert connlocal_shim.current_mode() == mode, connlocal_shim.current_mode()
     return legacy
 
 

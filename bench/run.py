@@ -7,7 +7,8 @@
 
 Figures (docs/benchmarks.rst):
 
-1. ``connections["default"]``: Django 1.3.7 without the shim, with it, Django 1.4.22 native.
+1. ``connections["default"]``: Django 1.3.7 without the shim, with it (enforce and observe
+   mode), Django 1.4.22 native.
 2. Attribute access through ``django.db.connection`` (``.ops``, ``.alias``), same variants.
 3. ORM round trips on in-memory sqlite, Django 1.3.7 with and without the shim.
 4. ``route_connections`` enter + exit (made once, and made each time) against the bare
@@ -55,6 +56,8 @@ VARIANTS = {
     "dj12shim": ("py27-django12", True, "Django 1.2.7 + shim"),
     "dj13": ("py27-django13", False, "Django 1.3.7, no shim"),
     "dj13shim": ("py27-django13", True, "Django 1.3.7 + shim"),
+    # Issue 25: observe mode, connections process-wide as bare 1.3, cross-thread use recorded.
+    "dj13observe": ("py27-django13", "observe", "Django 1.3.7 + shim, observe mode"),
     "dj14": ("py27-django14", False, "Django 1.4.22 native"),
     "dj42": ("py312-django42", True, "Django 4.2 + shim (native)"),
     # Figure 4's reference for connections[alias] before routing: a process that never routes
@@ -65,9 +68,9 @@ VARIANTS = {
 }
 # figure -> the variants it runs (their workers, servers or envs)
 FIGURE_VARIANTS = {
-    1: ("dj13", "dj13shim", "dj14", "dj61"),
-    2: ("dj13", "dj13shim", "dj14"),
-    3: ("dj13", "dj13shim", "dj14"),
+    1: ("dj13", "dj13shim", "dj13observe", "dj14", "dj61"),
+    2: ("dj13", "dj13shim", "dj13observe", "dj14"),
+    3: ("dj13", "dj13shim", "dj13observe", "dj14"),
     4: ("dj12shim", "dj13shim", "dj42", "dj42plain", "dj61", "dj61plain"),
     5: ("dj13", "dj13shim", "dj14", "dj61"),
     6: ("dj13", "dj13shim", "dj14"),
@@ -89,6 +92,8 @@ class Worker(object):
             command += ["--pg-port", str(pg_port)]
         if shim:
             command.append("--shim")
+        if shim == "observe":
+            command += ["--mode", "observe"]
         self.process = subprocess.Popen(
             command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, universal_newlines=True,
             env=dict(os.environ, PYTHONDONTWRITEBYTECODE="1"),
@@ -166,6 +171,7 @@ def figure1(workers, options):
     rows = [
         ("dj13", "dj13", "getitem"),
         ("dj13shim", "dj13shim", "getitem"),
+        ("dj13observe", "dj13observe", "getitem"),
         ("dj14", "dj14", "getitem"),
         ("dj61", "dj61", "getitem"),
     ]
@@ -178,6 +184,8 @@ def figure1(workers, options):
             # Issue 23: at most 0.55x Django 1.4's, on the minima and in instructions (was 1.0).
             row(stats, "dj13shim", "Django 1.3.7 + shim", vs="dj14", target=0.55, basis="both",
                 vs_label="1.4", also=("dj13", None), also_label="1.3.7's dict"),
+            row(stats, "dj13observe", "Django 1.3.7 + shim, observe mode", vs="dj13shim",
+                vs_label="enforce", also=("dj13", None), also_label="1.3.7's dict"),
             row(stats, "dj14", "Django 1.4.22 native"),
             row(stats, "dj61", "Django 6.1 native (Python 3.13; for reference)"),
         ],
@@ -191,6 +199,7 @@ def figure2(workers, options):
             ("dj13-" + attr, "dj13", "attr_%s_module" % attr),
             ("dj13shim-legacy-" + attr, "dj13shim", "attr_%s_legacy" % attr),
             ("dj13shim-module-" + attr, "dj13shim", "attr_%s_module" % attr),
+            ("dj13observe-module-" + attr, "dj13observe", "attr_%s_module" % attr),
             ("dj14-" + attr, "dj14", "attr_%s_module" % attr),
         ]
     stats = interleaved(rows, workers, options.repeats, options.sample_seconds)
@@ -216,6 +225,10 @@ def figure2(workers, options):
                 "1.3.7 + shim: django.db.connection.%s" % attr,
                 vs="dj14-" + attr, target=0.35, basis="both", vs_label="1.4",
                 also=("dj13-" + attr, None), also_label="1.3.7"),
+            row(stats, "dj13observe-module-" + attr,
+                "1.3.7 + shim, observe mode: django.db.connection.%s" % attr,
+                vs="dj13shim-module-" + attr, vs_label="enforce",
+                also=("dj13-" + attr, None), also_label="1.3.7"),
             row(stats, "dj14-" + attr, "Django 1.4.22: DefaultConnectionProxy.%s" % attr),
         ]
     return result
@@ -224,7 +237,8 @@ def figure2(workers, options):
 def figure3(workers, options):
     rows = []
     for case in ("orm_get", "orm_count"):
-        rows += [(variant + "-" + case, variant, case) for variant in ("dj13", "dj13shim", "dj14")]
+        rows += [(variant + "-" + case, variant, case)
+                 for variant in ("dj13", "dj13shim", "dj13observe", "dj14")]
     stats = interleaved(rows, workers, options.orm_repeats, options.orm_sample_seconds)
     for value in stats.values():
         for name in ("min", "median"):
@@ -239,6 +253,9 @@ def figure3(workers, options):
         result["rows"] += [
             row(stats, "dj13-" + case, "1.3.7, no shim: %s" % labels[case]),
             row(stats, "dj13shim-" + case, "1.3.7 + shim: %s" % labels[case],
+                vs="dj13-" + case, target=1.02, basis="both", vs_label="1.3.7"),
+            # Issue 25: observe mode's cost on the ORM, at most 1.02x bare 1.3.7.
+            row(stats, "dj13observe-" + case, "1.3.7 + shim, observe mode: %s" % labels[case],
                 vs="dj13-" + case, target=1.02, basis="both", vs_label="1.3.7"),
             row(stats, "dj14-" + case, "1.4.22 native (reference): %s" % labels[case]),
         ]
@@ -628,18 +645,23 @@ def start_cluster():
 # unroll as the worker reports it. Figure 4's rows are its own (callgrind_rows()).
 CALLGRIND_ROWS = {
     1: [("dj13", "dj13", "getitem", 5000), ("dj13shim", "dj13shim", "getitem", 5000),
+        ("dj13observe", "dj13observe", "getitem", 5000),
         ("dj14", "dj14", "getitem", 5000), ("dj61", "dj61", "getitem", 5000)],
     2: [("dj13-ops", "dj13", "attr_ops_module", 5000),
         ("dj13shim-module-ops", "dj13shim", "attr_ops_module", 5000),
         ("dj13shim-legacy-ops", "dj13shim", "attr_ops_legacy", 5000),
+        ("dj13observe-module-ops", "dj13observe", "attr_ops_module", 5000),
         ("dj14-ops", "dj14", "attr_ops_module", 5000),
         ("dj13-alias", "dj13", "attr_alias_module", 5000),
         ("dj13shim-module-alias", "dj13shim", "attr_alias_module", 5000),
         ("dj13shim-legacy-alias", "dj13shim", "attr_alias_legacy", 5000),
+        ("dj13observe-module-alias", "dj13observe", "attr_alias_module", 5000),
         ("dj14-alias", "dj14", "attr_alias_module", 5000)],
     3: [("dj13-orm_get", "dj13", "orm_get", 500), ("dj13shim-orm_get", "dj13shim", "orm_get", 500),
+        ("dj13observe-orm_get", "dj13observe", "orm_get", 500),
         ("dj13-orm_count", "dj13", "orm_count", 500),
-        ("dj13shim-orm_count", "dj13shim", "orm_count", 500)],
+        ("dj13shim-orm_count", "dj13shim", "orm_count", 500),
+        ("dj13observe-orm_count", "dj13observe", "orm_count", 500)],
     5: [("dj13", "dj13", "request", 20), ("dj13shim", "dj13shim", "request", 20),
         ("dj14", "dj14", "request", 20)],
 }
@@ -669,6 +691,8 @@ def callgrind_instructions(pythons, variant, case, rounds, pg_port=None):
         command[command.index("--db") + 2:command.index("--db") + 2] = ["--pg-port", str(pg_port)]
     if shim:
         command.append("--shim")
+    if shim == "observe":
+        command += ["--mode", "observe"]
     completed = subprocess.run(
         command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True,
         env=dict(os.environ, PYTHONDONTWRITEBYTECODE="1", PYTHONHASHSEED="0"),

@@ -369,6 +369,8 @@ def main():
     parser.add_argument("--db", choices=("sqlite", "postgres"), default="sqlite")
     parser.add_argument("--pg-port", type=int)
     parser.add_argument("--shim", action="store_true")
+    parser.add_argument("--mode", choices=("enforce", "observe"), default="enforce",
+                        help="CONNLOCAL_SHIM['MODE'] (with --shim)")
     parser.add_argument("--count", metavar="CASE",
                         help="run CASE --rounds times and exit (for callgrind's counts)")
     parser.add_argument("--rounds", type=int, default=0)
@@ -376,7 +378,7 @@ def main():
 
     import django
 
-    legacy = bench_django.configure(options.db, options.pg_port, options.shim)
+    legacy = bench_django.configure(options.db, options.pg_port, options.shim, options.mode)
     import django.db
     from django.db import connections
 
