@@ -114,14 +114,6 @@ MIDDLEWARE_CONFLICT = (
 )
 
 
-def middleware_conflict(settings=None):
-    """[MIDDLEWARE_CONFLICT] where the pinning middleware is installed, else []: for a Django
-    whose connections are thread-local only through the backport, in observe mode."""
-    if settings is None:
-        from django.conf import settings
-    return [MIDDLEWARE_CONFLICT] if pinning_middleware_installed(settings) else []
-
-
 class Sighting(object):
     """One call site where a thread used a connection another thread opened."""
 
@@ -220,10 +212,10 @@ _write_lock = threading.Lock()
 def sightings_file():
     """CONNLOCAL_SHIM['OBSERVE_FILE'], or None (read once: settings are read-only by then)."""
     if not _store["read"]:
+        # From sys.modules, not imported: this runs inside the observed call (see wrappers.py).
+        conf = sys.modules.get("django.conf")
         try:
-            from django.conf import settings
-
-            config = getattr(settings, SETTING, None)
+            config = getattr(conf.settings, SETTING, None) if conf is not None else None
         except Exception:  # settings not configured: no file
             config = None
         path = config.get("OBSERVE_FILE") if isinstance(config, dict) else None

@@ -13,6 +13,7 @@ Old wrapper objects that Django and user modules captured before install (``djan
 first of all) become :func:`captured_wrapper_proxy_class` instances: their class is swapped for a
 subclass that forwards everything to the current thread's ``connections[alias]``.
 """
+import sys
 import types
 import warnings
 
@@ -84,26 +85,23 @@ def make_guarded_by_thread_sharing():
         """A wrapper method that first checks the calling thread may use this wrapper; in
         observe mode, another thread's call is recorded and made on the caller's own wrapper
         for that database, as Django 1.3's thread-local wrapper made it (observe.py)."""
-        if OBSERVING[0] and instance.__dict__.get("_thread_ident") != thread.get_ident():
-            if not instance.__dict__.get("allow_thread_sharing"):
-                observe.record(instance, wrapped.__name__)
-            twin = observe.own_twin(instance, handler_of[0]())
-            return getattr(twin, wrapped.__name__)(*args, **kwargs)
-        instance.validate_thread_sharing()
+        if OBSERVING[0]:
+            # The thread compared once: validate_thread_sharing() would compare it again.
+            if instance.__dict__.get("_thread_ident") != thread.get_ident():
+                if not instance.__dict__.get("allow_thread_sharing"):
+                    observe.record(instance, wrapped.__name__)
+                # Read from sys.modules, not imported: Python 2 takes its import lock for every
+                # import statement, and the owner thread may hold it (a module being imported
+                # that waits for this thread).
+                twin = observe.own_twin(instance, sys.modules["django.db"].connections)
+                return getattr(twin, wrapped.__name__)(*args, **kwargs)
+        else:
+            instance.validate_thread_sharing()
         return wrapped(*args, **kwargs)
 
     return guarded_by_thread_sharing
 
 
-def _connections():
-    from django.db import connections
-
-    return connections
-
-
-# How the guard finds django.db.connections (a function, so that importing this module imports
-# no Django).
-handler_of = [_connections]
 guarded_by_thread_sharing = make_guarded_by_thread_sharing()
 
 
