@@ -810,9 +810,10 @@ def uninstall():
 def _refuse_observing_with_middleware():
     """Observe mode keeps connections process-wide; the pinning middleware re-points them per
     thread. Raised by install() before it changes anything."""
-    errors = observe.middleware_conflict()
-    if errors:
-        raise ImproperlyConfigured("connlocal_shim: " + "; ".join(errors))
+    from django.conf import settings
+
+    if observe.pinning_middleware_installed(settings):
+        raise ImproperlyConfigured("connlocal_shim: " + observe.MIDDLEWARE_CONFLICT)
 
 
 def set_mode(mode):

@@ -120,10 +120,11 @@ def _mode_line(data):
     if data.get("mode") == "observe":
         return ("observe: connections stay process-wide as on this Django; cross-thread use "
                 "is recorded, not refused (connlocal_shim.set_mode('enforce') to refuse it)")
-    if data["features"]["missing"] and data["installed"]:
+    if not data["features"]["missing"]:
+        return "enforce (this Django refuses cross-thread use of its connections itself)"
+    if data["installed"]:
         return "enforce: cross-thread use of a connection raises DatabaseError, as on Django 1.4"
-    return "enforce (this Django refuses cross-thread use of its connections itself)" \
-        if not data["features"]["missing"] else "none (not installed)"
+    return "none (not installed)"
 
 
 def format_report(data):
