@@ -4,6 +4,7 @@ switching modes at runtime keeps every thread's connection and transaction."""
 import logging
 import os
 import threading
+import time
 
 import pytest
 
@@ -277,7 +278,7 @@ def test_switching_modes_keeps_every_threads_connection_and_transaction(aliases,
 @requires_backport
 def test_switching_under_load_loses_no_query(reinstall):
     stop = threading.Event()
-    errors, counts = [], []
+    errors, counts, progress = [], [], {}
 
     def query():
         done = 0
@@ -289,6 +290,7 @@ def test_switching_under_load_loses_no_query(reinstall):
                 assert wrapper is own
                 wrapper.cursor().execute("SELECT 1")
                 done += 1
+                progress[threading.current_thread().name] = done
         except Exception as error:  # reported below
             errors.append(repr(error))
         counts.append(done)
@@ -296,15 +298,28 @@ def test_switching_under_load_loses_no_query(reinstall):
     workers = [threading.Thread(target=query) for _ in range(4)]
     for worker in workers:
         worker.start()
+    started = time.time()
     try:
-        for number in range(100):
+        while len(progress) < 4:  # every worker has its connection before the first switch
+            assert time.time() - started < 60, "workers did not start: %r" % progress
+            time.sleep(0.01)
+        before = dict(progress)
+        # 100 switches, and on until every worker has queried 20 times through them (each
+        # switch keeps the others paused for a moment: on a loaded machine a worker can miss
+        # 100 of them).
+        number = 0
+        while number < 100 or min(progress[name] - before[name] for name in before) < 20:
             connlocal_shim.set_mode(("observe", "enforce")[number % 2])
+            number += 1
+            assert time.time() - started < 60, "workers made no progress: %r" % progress
     finally:
+        if connlocal_shim.current_mode() != "enforce":
+            connlocal_shim.set_mode("enforce")
         stop.set()
         for worker in workers:
             worker.join(60)
     assert not errors, errors
-    assert len(counts) == 4 and min(counts) > 0
+    assert len(counts) == 4 and min(counts) >= 20
     assert connlocal_shim.current_mode() == "enforce"
 
 
@@ -533,3 +548,67 @@ def test_the_middleware_refuses_to_load_in_observe_mode():
         with pytest.raises(ImproperlyConfigured) as raised:
             ConnectionPinningMiddleware(lambda request: None)
     assert observe.MIDDLEWARE_CONFLICT in str(raised.value)
+
+
+IMPORTED_MODULE = """
+import observe_import_worker as worker
+from django.db import connections
+
+wrapper = connections["default"]
+worker.handed.append(wrapper)
+worker.go.set()
+worker.thread.join(5)  # the import lock is this thread's until the module is loaded
+FINISHED_DURING_IMPORT = not worker.thread.is_alive()
+"""
+
+
+def cursor_imports_on_each_call():
+    """Whether this Django's own BaseDatabaseWrapper.cursor() has an import statement (1.2's
+    ``from django.conf import settings``): then every query takes Python 2's import lock."""
+    from django.db import backends
+
+    function = vars(backends.BaseDatabaseWrapper)["cursor"]
+    function = getattr(function, "__wrapped__", function)
+    return "django.conf" in function.__code__.co_names
+
+
+@requires_backport
+def test_an_observed_call_made_while_its_owner_imports_does_not_wait_for_the_import(
+        tmpdir, observing, monkeypatch):
+    # Python 2 takes one import lock for every import statement: the observed path must make
+    # none, or a thread observed while the owner imports (and waits for it) hangs until the
+    # owner gives up.
+    import imp
+    import sys
+
+    if cursor_imports_on_each_call():
+        pytest.skip("this Django's own cursor() imports django.conf on each call: any query "
+                    "waits for another thread's import, with the shim or without")
+    go, ready, handed, finished = threading.Event(), threading.Event(), [], []
+    handler = connections()  # work() itself imports nothing
+
+    def work():
+        handler["default"].cursor().execute("SELECT 1")  # its own wrapper, opened
+        ready.set()
+        assert go.wait(30)
+        handed[0].cursor().execute("SELECT 1")  # observed: the importing thread's wrapper
+        finished.append(True)
+
+    worker = imp.new_module("observe_import_worker")
+    worker.go, worker.handed = go, handed
+    worker.thread = threading.Thread(target=work)
+    monkeypatch.setitem(sys.modules, "observe_import_worker", worker)
+    tmpdir.join("observe_import_owner.py").write(IMPORTED_MODULE)
+    monkeypatch.syspath_prepend(str(tmpdir))
+    worker.thread.start()
+    try:
+        assert ready.wait(30)
+        owner = __import__("observe_import_owner")
+    finally:
+        go.set()
+        worker.thread.join(30)
+        sys.modules.pop("observe_import_owner", None)
+    assert finished
+    assert owner.FINISHED_DURING_IMPORT, "the observed call waited for the import lock"
+    assert [s["method"] for s in connlocal_shim.status()["observed"]
+            if s["filename"] == os.path.abspath(__file__).rstrip("co")] == ["cursor"]
